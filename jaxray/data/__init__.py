@@ -1,0 +1,73 @@
+"""Datasets: TFDS builders prepared once into ArrayRecord, then read with random access.
+
+`load` is the one entry point: it prepares the dataset on first use (from the raw folder the user
+downloaded, for manual-download datasets) and returns one random-access source per split.
+"""
+
+import json
+import os
+import pathlib
+
+import tensorflow_datasets as tfds
+
+from jaxray.data.chest_xray import ChestXray
+from jaxray.data.synthetic import Synthetic
+
+# config.dataset.name -> TFDS builder class
+BUILDERS = {
+    "synthetic": Synthetic,
+    "chest_xray": ChestXray,
+}
+
+_SOURCE_FILE = "jaxray_source.json"
+
+
+def register(name: str, builder_cls) -> None:
+  BUILDERS[name] = builder_cls
+
+
+def default_prepared_dir() -> str:
+  return os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
+
+
+def get_builder(name: str, prepared_dir: str | None = None, config: str | None = None):
+  if name not in BUILDERS:
+    raise ValueError(f"Unknown dataset.name {name!r}; available: {sorted(BUILDERS)}")
+  kwargs = dict(data_dir=prepared_dir or default_prepared_dir(), file_format="array_record")
+  if config:
+    kwargs["config"] = config
+  return BUILDERS[name](**kwargs)
+
+
+def _check_source(builder, manual_dir: str | None) -> None:
+  """Refuse to reuse data prepared from a different raw folder than the one asked for now."""
+  record = pathlib.Path(builder.data_dir) / _SOURCE_FILE
+  if manual_dir is None or not record.exists():
+    return
+  prepared_from = json.loads(record.read_text())["manual_dir"]
+  if prepared_from != str(pathlib.Path(manual_dir).expanduser().resolve()):
+    raise ValueError(
+        f"The prepared dataset in {builder.data_dir} was made from {prepared_from}, not from "
+        f"--data_dir={manual_dir}. Point --set dataset.prepared_dir=<another folder> at a new "
+        f"location to prepare this one too (nothing is overwritten), or delete "
+        f"{builder.data_dir} to replace it.")
+
+
+def load(name: str, data_dir: str | None = None, prepared_dir: str | None = None,
+         config: str | None = None):
+  """Prepares `name` if needed and returns ({split: random-access source}, tfds DatasetInfo)."""
+  builder = get_builder(name, prepared_dir, config)
+  manual_dir = data_dir if getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None) else None
+  _check_source(builder, manual_dir)
+  if not builder.is_prepared():
+    if getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None) and not data_dir:
+      raise FileNotFoundError(
+          f"Dataset {name!r} must be downloaded by hand and passed with --data_dir.\n\n"
+          f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    download_config = tfds.download.DownloadConfig(
+        manual_dir=os.path.expanduser(data_dir) if data_dir else None)
+    builder.download_and_prepare(download_config=download_config)
+    if manual_dir is not None:
+      (pathlib.Path(builder.data_dir) / _SOURCE_FILE).write_text(json.dumps(
+          {"manual_dir": str(pathlib.Path(manual_dir).expanduser().resolve())}))
+  return builder.as_data_source(), builder.info

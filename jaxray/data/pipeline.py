@@ -1,0 +1,108 @@
+"""The host input pipeline: grain over a prepared dataset, light on the CPU.
+
+The host only reads, resizes and batches uint8 images; augmentation and normalization run on the
+device inside the jitted step (see `augment.py`). The order of the training examples is a pure
+function of (seed, epoch), so a run resumed at an epoch boundary sees exactly the batches it
+would have seen without the interruption, with no iterator state to checkpoint.
+
+Every batch is this process's share of the global batch: with P processes each reads every P-th
+example, and evaluation pads the last batch and masks the padding, so every example is counted
+exactly once whatever the batch size and the number of devices or hosts.
+"""
+
+import math
+from typing import Iterator
+
+import grain
+import jax
+import numpy as np
+from PIL import Image
+
+
+class ToModelInput(grain.transforms.MapWithIndex):
+  """Decoded TFDS example -> {"image": (S, S, 1) uint8, "label": int32, "index": int32}."""
+
+  def __init__(self, image_size: int):
+    self.image_size = image_size
+
+  def map_with_index(self, index, example):
+    image = np.asarray(example["image"])
+    if image.ndim == 3:
+      image = image[..., 0]
+    if image.shape != (self.image_size, self.image_size):
+      image = np.asarray(Image.fromarray(image).resize(
+          (self.image_size, self.image_size), Image.Resampling.BILINEAR))
+    return {"image": image[..., None], "label": np.int32(example["label"]),
+            "index": np.int32(index)}
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+  return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def _per_process(batch_size: int) -> int:
+  processes = jax.process_count()
+  if batch_size % processes:
+    raise ValueError(f"The global batch size {batch_size} must be divisible by the number of "
+                     f"processes ({processes}).")
+  return batch_size // processes
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+  """Full global batches per epoch (the remainder is dropped; it changes with every shuffle)."""
+  return num_examples // batch_size
+
+
+def train_batches(source, *, batch_size: int, image_size: int, seed: int, epoch: int,
+                  num_threads: int = 2, prefetch: int = 4) -> Iterator[dict]:
+  """One epoch of shuffled training batches (this process's share of each global batch)."""
+  steps = steps_per_epoch(len(source), batch_size)
+  if steps == 0:
+    raise ValueError(f"The training split has {len(source)} examples, fewer than one batch of "
+                     f"{batch_size}; lower the batch size (--set input.batch_size=...).")
+  dataset = (grain.MapDataset.source(source)
+             .map_with_index(ToModelInput(image_size))
+             .shuffle(seed=_epoch_seed(seed, epoch)))
+  dataset = dataset[:steps * batch_size][jax.process_index()::jax.process_count()]
+  dataset = dataset.batch(_per_process(batch_size), drop_remainder=True)
+  options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
+  return iter(dataset.to_iter_dataset(options))
+
+
+def eval_batches(source, *, batch_size: int, image_size: int, num_threads: int = 2,
+                 prefetch: int = 4) -> Iterator[dict]:
+  """Every example once, in order; the tail is padded to full batches with "mask" = 0."""
+  local_batch = _per_process(batch_size)
+  processes, index = jax.process_count(), jax.process_index()
+  steps = math.ceil(math.ceil(len(source) / processes) / local_batch)
+  dataset = (grain.MapDataset.source(source)
+             .map_with_index(ToModelInput(image_size)))[index::processes]
+  dataset = dataset.batch(local_batch, drop_remainder=False)
+  options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
+  produced = 0
+  template = None
+  for batch in dataset.to_iter_dataset(options):
+    produced += 1
+    template = batch
+    yield _pad(batch, local_batch)
+  for _ in range(steps - produced):  # a process with fewer examples still joins every step
+    if template is None:
+      template = {"image": np.zeros((1, image_size, image_size, 1), np.uint8),
+                  "label": np.zeros((1,), np.int32), "index": np.zeros((1,), np.int32)}
+    yield {k: np.zeros((local_batch,) + v.shape[1:], v.dtype) for k, v in template.items()} | {
+        "mask": np.zeros((local_batch,), bool)}
+
+
+def _pad(batch: dict, size: int) -> dict:
+  count = len(batch["label"])
+  mask = np.arange(size) < count
+  if count == size:
+    return batch | {"mask": mask}
+  padded = {k: np.concatenate([v, np.zeros((size - count,) + v.shape[1:], v.dtype)])
+            for k, v in batch.items()}
+  return padded | {"mask": mask}
+
+
+def num_eval_steps(num_examples: int, batch_size: int) -> int:
+  local_batch = _per_process(batch_size)
+  return math.ceil(math.ceil(num_examples / jax.process_count()) / local_batch)

@@ -1,0 +1,85 @@
+"""Test-set metrics (scikit-learn) with bootstrap 95% confidence intervals.
+
+The reports give point estimates on a few hundred test images; at that size a difference of two
+points of accuracy is within noise, so every figure jaxray reports carries its interval.
+For two classes the positive class is 1 (pneumonia / covid): sensitivity is its recall,
+specificity the recall of class 0.
+"""
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def binary_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
+  """labels (N,), probabilities (N, 2) -> accuracy, sensitivity, specificity, precision, F1, AUC."""
+  predictions = probabilities.argmax(-1)
+  tn, fp, fn, tp = skm.confusion_matrix(labels, predictions, labels=[0, 1]).ravel()
+  result = {
+      "accuracy": skm.accuracy_score(labels, predictions),
+      "sensitivity": skm.recall_score(labels, predictions, zero_division=0),
+      "specificity": tn / (tn + fp) if tn + fp else 0.0,
+      "precision": skm.precision_score(labels, predictions, zero_division=0),
+      "f1": skm.f1_score(labels, predictions, zero_division=0),
+  }
+  result["roc_auc"] = (skm.roc_auc_score(labels, probabilities[:, 1])
+                       if len(np.unique(labels)) == 2 else float("nan"))
+  return {k: float(v) for k, v in result.items()}
+
+
+def multiclass_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
+  predictions = probabilities.argmax(-1)
+  num_classes = probabilities.shape[1]
+  result = {
+      "accuracy": skm.accuracy_score(labels, predictions),
+      "macro_precision": skm.precision_score(labels, predictions, average="macro",
+                                             labels=range(num_classes), zero_division=0),
+      "macro_recall": skm.recall_score(labels, predictions, average="macro",
+                                       labels=range(num_classes), zero_division=0),
+      "macro_f1": skm.f1_score(labels, predictions, average="macro", labels=range(num_classes),
+                               zero_division=0),
+  }
+  try:
+    result["roc_auc_ovr"] = skm.roc_auc_score(labels, probabilities, multi_class="ovr",
+                                              labels=list(range(num_classes)))
+  except ValueError:  # a class absent from the labels
+    result["roc_auc_ovr"] = float("nan")
+  return {k: float(v) for k, v in result.items()}
+
+
+def compute(labels: np.ndarray, probabilities: np.ndarray) -> dict:
+  if probabilities.shape[1] == 2:
+    return binary_metrics(labels, probabilities)
+  return multiclass_metrics(labels, probabilities)
+
+
+def bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, *, samples: int = 1000,
+                        seed: int = 0, level: float = 0.95) -> dict:
+  """Percentile bootstrap interval of every metric in `compute`, resampling test examples."""
+  rng = np.random.default_rng(seed)
+  draws: dict[str, list] = {}
+  for _ in range(samples):
+    index = rng.integers(0, len(labels), len(labels))
+    for name, value in compute(labels[index], probabilities[index]).items():
+      draws.setdefault(name, []).append(value)
+  tail = (1.0 - level) / 2 * 100
+  return {name: [float(np.nanpercentile(values, tail)), float(np.nanpercentile(values, 100 - tail))]
+          for name, values in draws.items()}
+
+
+def evaluate(labels: np.ndarray, probabilities: np.ndarray, class_names, *,
+             bootstrap_samples: int = 1000, seed: int = 0) -> dict:
+  """Everything results.json records about one split."""
+  predictions = probabilities.argmax(-1)
+  result = {
+      "num_examples": int(len(labels)),
+      "metrics": compute(labels, probabilities),
+      "confusion_matrix": skm.confusion_matrix(
+          labels, predictions, labels=list(range(len(class_names)))).tolist(),
+      "per_class": skm.classification_report(
+          labels, predictions, labels=list(range(len(class_names))),
+          target_names=list(class_names), output_dict=True, zero_division=0),
+  }
+  if bootstrap_samples:
+    result["ci95"] = bootstrap_intervals(labels, probabilities, samples=bootstrap_samples,
+                                         seed=seed)
+  return result

@@ -1,0 +1,115 @@
+"""The figures of the reports, for every run: curves, confusion matrix, ROC, failures, t-SNE."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn import manifold, metrics as skm  # noqa: E402
+
+_SPLIT_STYLE = {"train": ("tab:blue", "-"), "val": ("tab:red", "-"), "test": ("tab:green", "--")}
+
+
+def curves(history: list[dict], path) -> None:
+  """Loss and accuracy per epoch for train / val / test (as report 000's figures)."""
+  epochs = [h["epoch"] for h in history]
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  for ax, quantity in zip(axes, ("loss", "accuracy")):
+    for split, (color, style) in _SPLIT_STYLE.items():
+      key = f"{split}_{quantity}"
+      if any(key in h for h in history):
+        ax.plot(epochs, [h.get(key, np.nan) for h in history], style, color=color, marker="o",
+                label=split + (" (tracked, not used for selection)" if split == "test" else ""))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(quantity)
+    ax.grid(alpha=0.3)
+    ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def confusion_matrix(matrix, class_names, path, title="") -> None:
+  matrix = np.asarray(matrix)
+  fig, ax = plt.subplots(figsize=(1.4 * len(class_names) + 2.5, 1.2 * len(class_names) + 2))
+  ax.imshow(matrix, cmap="Blues")
+  for (i, j), value in np.ndenumerate(matrix):
+    ax.text(j, i, str(value), ha="center", va="center",
+            color="white" if value > matrix.max() / 2 else "black")
+  ax.set_xticks(range(len(class_names)), [f"{c}\npred." for c in class_names])
+  ax.set_yticks(range(len(class_names)), class_names)
+  ax.set_ylabel("true")
+  ax.set_title(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def roc_curve(labels, probabilities, class_names, path) -> None:
+  fig, ax = plt.subplots(figsize=(5, 5))
+  if probabilities.shape[1] == 2:
+    fpr, tpr, _ = skm.roc_curve(labels, probabilities[:, 1])
+    ax.plot(fpr, tpr, label=f"{class_names[1]} AUC {skm.auc(fpr, tpr):.3f}")
+  else:
+    for c, name in enumerate(class_names):
+      if 0 < (labels == c).sum() < len(labels):
+        fpr, tpr, _ = skm.roc_curve(labels == c, probabilities[:, c])
+        ax.plot(fpr, tpr, label=f"{name} vs rest AUC {skm.auc(fpr, tpr):.3f}")
+  ax.plot([0, 1], [0, 1], ":", color="gray")
+  ax.set_xlabel("1 - specificity (false positive rate)")
+  ax.set_ylabel("sensitivity (true positive rate)")
+  ax.legend(loc="lower right")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def failure_grid(images, labels, predictions, class_names, path, titles=None) -> None:
+  """Images with "prediction (true)" labels, red when wrong, as report 000's failure figure."""
+  count = len(images)
+  if count == 0:
+    fig, ax = plt.subplots(figsize=(4, 1.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, "no test images", ha="center", va="center")
+  else:
+    columns = min(4, count)
+    rows = int(np.ceil(count / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
+    for ax in axes.ravel():
+      ax.axis("off")
+    for k, ax in enumerate(axes.ravel()[:count]):
+      ax.imshow(np.squeeze(images[k]), cmap="gray")
+      wrong = labels[k] != predictions[k]
+      ax.set_title(f"{class_names[predictions[k]]} ({class_names[labels[k]]})",
+                   color="red" if wrong else "green", fontsize=10)
+      if titles is not None:
+        ax.text(0.5, -0.05, titles[k], transform=ax.transAxes, ha="center", va="top", fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def tsne(features_by_split: dict, labels_by_split: dict, class_names, path, seed: int = 0) -> None:
+  """2-D t-SNE of penultimate features; test points filled, train points hollow."""
+  splits = [s for s in ("test", "train") if s in features_by_split and len(features_by_split[s])]
+  features = np.concatenate([features_by_split[s] for s in splits])
+  perplexity = float(min(30.0, max(2.0, (len(features) - 1) / 3)))
+  embedded = manifold.TSNE(n_components=2, perplexity=perplexity, init="pca",
+                           random_state=seed).fit_transform(features)
+  fig, ax = plt.subplots(figsize=(6.5, 5.5))
+  colors = plt.get_cmap("tab10")
+  start = 0
+  for split in splits:
+    labels = labels_by_split[split]
+    points = embedded[start:start + len(labels)]
+    start += len(labels)
+    for c, name in enumerate(class_names):
+      chosen = points[labels == c]
+      kwargs = (dict(color=colors(c), s=22) if split == "test" else
+                dict(facecolors="none", edgecolors=colors(c), s=16, alpha=0.5))
+      ax.scatter(chosen[:, 0], chosen[:, 1], label=f"{name} ({split})", **kwargs)
+  ax.set_title("t-SNE of penultimate-layer features")
+  ax.legend(fontsize=8, markerscale=1.2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

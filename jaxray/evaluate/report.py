@@ -1,0 +1,54 @@
+"""report.md: this run's numbers next to the report's, with intervals and the figures."""
+
+import pathlib
+
+_ROWS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc",
+         "macro_precision", "macro_recall", "macro_f1", "roc_auc_ovr")
+
+
+def _fmt(value) -> str:
+  return "—" if value is None else f"{value:.3f}"
+
+
+def write(path, results: dict, history: list[dict], reference: dict) -> None:
+  test = results["test"]
+  lines = [
+      f"# {results['experiment']}",
+      "",
+      f"Reproduces report {reference.get('report', '—')}. Platform: "
+      f"{results['platform']['backend']} ({results['platform']['device_kind']} x"
+      f"{results['platform']['device_count']}). Epochs trained: {len(history)}; checkpoint "
+      f"evaluated: epoch {results['selected_epoch']} (best {results['selection']['metric']}).",
+      "",
+      f"## Test set ({test['num_examples']} images)",
+      "",
+      "| metric | this run | 95% CI (bootstrap) | report |",
+      "|---|---|---|---|",
+  ]
+  for name in _ROWS:
+    if name not in test["metrics"]:
+      continue
+    low_high = test.get("ci95", {}).get(name)
+    interval = f"[{low_high[0]:.3f}, {low_high[1]:.3f}]" if low_high else "—"
+    lines.append(f"| {name} | {_fmt(test['metrics'][name])} | {interval} | "
+                 f"{_fmt(reference.get(name))} |")
+  class_names = results["class_names"]
+  lines += ["", "Confusion matrix (rows: true, columns: predicted):", "",
+            "| | " + " | ".join(f"{c} pred." for c in class_names) + " |",
+            "|---" * (len(class_names) + 1) + "|"]
+  for name, row in zip(class_names, test["confusion_matrix"]):
+    lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+  if reference.get("notes"):
+    lines += ["", f"Report's note: {reference['notes']}"]
+  lines += ["", "## Per epoch", "",
+            "| epoch | train loss | train acc | val loss | val acc | test acc | seconds |",
+            "|---|---|---|---|---|---|---|"]
+  for h in history:
+    lines.append(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['train_accuracy']:.3f} | "
+                 f"{h.get('val_loss', float('nan')):.4f} | {h.get('val_accuracy', float('nan')):.3f} | "
+                 f"{_fmt(h.get('test_accuracy'))} | {h['epoch_seconds']:.1f} |")
+  lines += ["", "Test accuracy per epoch is tracked as the report did, never used to choose the "
+            "checkpoint.", "", "## Figures", "",
+            "![curves](curves.png) ![confusion matrix](confusion_matrix.png) ![ROC](roc.png)",
+            "", "![failure cases](failure_cases.png)", "", "![t-SNE](tsne.png)", ""]
+  pathlib.Path(path).write_text("\n".join(lines))

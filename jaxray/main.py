@@ -1,0 +1,57 @@
+"""python -m jaxray.main --experiment=NAME [--workdir=DIR] [--data_dir=DIR] [--set key=value ...]
+
+Runs one experiment of `experiments/` end to end: prepares the dataset if needed, trains with a
+checkpoint per epoch (re-running resumes), evaluates the selected checkpoint and writes the report.
+"""
+
+import logging
+import sys
+
+from absl import app, flags
+from absl import logging as absl_logging
+
+flags.DEFINE_string("experiment", "demo", "Name of a file in experiments/, without .py.")
+flags.DEFINE_string("workdir", None, "Where checkpoints and reports go (default runs/EXPERIMENT).")
+flags.DEFINE_string("data_dir", None, "Folder holding the raw dataset (e.g. the one containing "
+                    "chest_xray/); not needed for the synthetic dataset.")
+flags.DEFINE_multi_string("set", [], "Config override key.path=value; repeatable, e.g. "
+                          "--set num_epochs=1 --set optimizer.learning_rate=1e-4.")
+flags.DEFINE_enum("platform", None, ["cpu", "gpu", "tpu"], "Run on this platform only "
+                  "(default: JAX's choice, the GPU when there is one).")
+flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first (multi-host; "
+                  "SLURM is auto-detected). See launch/.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  if not FLAGS["verbosity"].present:
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
+  import jax
+  if FLAGS.platform:
+    jax.config.update("jax_platforms", FLAGS.platform)
+  if FLAGS.distributed:
+    jax.distributed.initialize()
+  from jaxray import config as config_lib
+  from jaxray.train import loop
+
+  try:
+    config = config_lib.apply_overrides(config_lib.load(FLAGS.experiment), FLAGS.set)
+    workdir = FLAGS.workdir or f"runs/{FLAGS.experiment}"
+    results = loop.train_and_evaluate(config, workdir, FLAGS.data_dir)
+  except (ValueError, FileNotFoundError) as error:
+    logging.error("%s", error)
+    print(f"\nerror: {error}", file=sys.stderr)
+    sys.exit(2)
+  if results:
+    test = results["test"]["metrics"]
+    print(f"\n{FLAGS.experiment}: epoch {results['selected_epoch']} selected; test "
+          + ", ".join(f"{k} {v:.3f}" for k, v in test.items()) + f"\nreport: {workdir}/report.md")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,61 @@
+"""Model registry: builds a `Classifier` from the `config.model` section of an experiment.
+
+Backbones register a constructor that takes the input shape and returns the module and the size
+of its flattened output, so heads never need to know which backbone they sit on.
+"""
+
+from typing import Callable
+
+import jax.numpy as jnp
+from flax import nnx
+import ml_collections
+
+from jaxray.models import resnet
+from jaxray.models.classifier import Classifier, MLPHead
+
+# name -> fn(model_config, image_size, dtype, rngs) -> (backbone, flattened feature size)
+BACKBONES: dict[str, Callable] = {}
+
+
+def register_backbone(name: str):
+  def wrap(fn):
+    BACKBONES[name] = fn
+    return fn
+  return wrap
+
+
+@register_backbone("resnet18")
+def _resnet18(cfg, image_size, dtype, rngs):
+  net = resnet.resnet18(stem=cfg.get("stem", "imagenet"), dtype=dtype, rngs=rngs)
+  return net, net.num_features
+
+
+@register_backbone("resnet34")
+def _resnet34(cfg, image_size, dtype, rngs):
+  net = resnet.resnet34(stem=cfg.get("stem", "imagenet"), dtype=dtype, rngs=rngs)
+  return net, net.num_features
+
+
+def compute_dtype(name: str):
+  try:
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+  except KeyError:
+    raise ValueError(f"model.dtype must be 'float32' or 'bfloat16', got {name!r}") from None
+
+
+def build_model(cfg: ml_collections.ConfigDict, num_outputs: int, image_size: int,
+                seed: int) -> Classifier:
+  """The experiment's network, randomly initialised from `seed` (weights are loaded later)."""
+  if cfg.name not in BACKBONES:
+    raise ValueError(f"Unknown model.name {cfg.name!r}; available: {sorted(BACKBONES)}")
+  dtype = compute_dtype(cfg.get("dtype", "float32"))
+  rngs = nnx.Rngs(params=seed)
+  backbone, width = BACKBONES[cfg.name](cfg, image_size, dtype, rngs)
+  head_cfg = cfg.get("head", ml_collections.ConfigDict())
+  head = MLPHead(width, num_outputs, hidden=tuple(head_cfg.get("hidden", ())),
+                 dropout=tuple(head_cfg.get("dropout", ())), init=head_cfg.get("init", "torch"),
+                 dtype=dtype, rngs=rngs)
+  return Classifier(backbone, head, freeze_backbone=bool(cfg.get("freeze_backbone", False)))
+
+
+from jaxray.models import vgg, mobilenet  # noqa: registers backbones

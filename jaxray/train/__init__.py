@@ -1,0 +1,1 @@
+"""Training: optimizer, pure step functions, device mesh, checkpoints and the epoch loop."""

@@ -1,0 +1,117 @@
+"""Pure train and eval steps: (state, batch) -> (state, metrics), jitted once per run.
+
+The model is an NNX module split into its graph definition (static) and two state pytrees,
+parameters and BatchNorm statistics, so the steps are plain functions over pytrees that jit,
+shard and checkpoint like any other JAX code. Augmentation and normalization happen here, on
+the device, keyed by (run seed, step).
+"""
+
+import functools
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+
+from jaxray.data import augment
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array  # raw uint32 key: checkpoints stay plain arrays
+
+
+def split_model(model: nnx.Module):
+  graphdef, params, batch_stats, *rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+  if rest and jax.tree.leaves(rest):
+    raise ValueError(f"Model has state beyond parameters and BatchNorm statistics: {rest}")
+  return graphdef, params, batch_stats
+
+
+def create_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int):
+  graphdef, params, batch_stats = split_model(model)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                     opt_state=tx.init(params), rng=jax.random.PRNGKey(seed))
+  return graphdef, state
+
+
+def loss_and_probabilities(logits, labels, loss: str):
+  """Per-example loss and class probabilities (B, num_classes) for both kinds of head.
+
+  "softmax": C logits, categorical cross-entropy. "sigmoid": one logit for the positive class
+  (class 1) with binary cross-entropy, as Keras' Dense(1, sigmoid) + BinaryCrossentropy.
+  """
+  logits = logits.astype(jnp.float32)
+  if loss == "softmax":
+    return (optax.softmax_cross_entropy_with_integer_labels(logits, labels),
+            jax.nn.softmax(logits))
+  if loss == "sigmoid":
+    logit = logits[:, 0]
+    p = jax.nn.sigmoid(logit)
+    return (optax.sigmoid_binary_cross_entropy(logit, labels.astype(jnp.float32)),
+            jnp.stack([1.0 - p, p], axis=-1))
+  raise ValueError(f"model.loss must be 'softmax' or 'sigmoid', got {loss!r}")
+
+
+def model_inputs(images_uint8, cfg: ml_collections.ConfigDict, key=None):
+  images = augment.to_float(images_uint8)
+  if key is not None:
+    images = augment.augment(images, key, cfg.augment)
+  return augment.normalize(images, cfg.input.normalization, cfg.input.get("channels", 3))
+
+
+def zero_metrics():
+  return {"loss_sum": jnp.zeros((), jnp.float32), "correct": jnp.zeros((), jnp.int32),
+          "count": jnp.zeros((), jnp.int32)}
+
+
+def train_step(state: TrainState, batch, metrics, *, graphdef, tx, cfg):
+  """One optimizer step; `metrics` accumulates on the device (no host sync per step)."""
+  step_key = jax.random.fold_in(state.rng, state.step)
+  augment_key, dropout_key = jax.random.split(step_key)
+  images = model_inputs(batch["image"], cfg, augment_key)
+  labels = batch["label"]
+
+  def loss_fn(params):
+    model = nnx.merge(graphdef, params, state.batch_stats, copy=True)
+    logits = model(images, train=True, dropout_key=dropout_key)
+    losses, probabilities = loss_and_probabilities(logits, labels, cfg.model.loss)
+    return losses.mean(), (probabilities, nnx.state(model, nnx.BatchStat))
+
+  (loss, (probabilities, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  correct = (probabilities.argmax(-1) == labels).sum()
+  metrics = {"loss_sum": metrics["loss_sum"] + loss * labels.shape[0],
+             "correct": metrics["correct"] + correct,
+             "count": metrics["count"] + labels.shape[0]}
+  return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                       opt_state=opt_state), metrics
+
+
+def eval_step(state: TrainState, batch, *, graphdef, cfg):
+  """Per-example loss, probabilities and penultimate features (inference mode)."""
+  model = nnx.merge(graphdef, state.params, state.batch_stats)
+  logits, features = model(model_inputs(batch["image"], cfg), train=False, return_features=True)
+  losses, probabilities = loss_and_probabilities(logits, batch["label"], cfg.model.loss)
+  return {"loss": losses, "probabilities": probabilities, "features": features.astype(jnp.float32),
+          "label": batch["label"], "index": batch["index"], "mask": batch["mask"]}
+
+
+def jit_steps(graphdef, tx, cfg, state_sharding, data_sharding):
+  """The jitted steps, with the state replicated and the batch sharded over the mesh."""
+  train = jax.jit(functools.partial(train_step, graphdef=graphdef, tx=tx, cfg=cfg),
+                  in_shardings=(state_sharding, data_sharding, state_sharding),
+                  out_shardings=(state_sharding, state_sharding), donate_argnums=(0, 2))
+  evaluate = jax.jit(functools.partial(eval_step, graphdef=graphdef, cfg=cfg),
+                     in_shardings=(state_sharding, data_sharding), out_shardings=data_sharding)
+  return train, evaluate
+
