@@ -4,7 +4,7 @@ Runs one experiment of `experiments/` end to end: prepares the dataset if needed
 checkpoint per epoch (re-running resumes), evaluates the selected checkpoint and writes the report.
 """
 
-import logging
+import pickle
 import sys
 
 from absl import app, flags
@@ -19,7 +19,12 @@ flags.DEFINE_multi_string("set", [], "Config override key.path=value; repeatable
 flags.DEFINE_enum("platform", None, ["cpu", "gpu", "tpu"], "Run on this platform only "
                   "(default: JAX's choice, the GPU when there is one).")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first (multi-host; "
-                  "SLURM is auto-detected). See launch/.")
+                  "SLURM is auto-detected, otherwise pass the three flags below). See launch/.")
+flags.DEFINE_string("coordinator_address", None, "With --distributed: host:port of process 0, "
+                    "e.g. localhost:12345 (default: auto-detected, e.g. from SLURM).")
+flags.DEFINE_integer("num_processes", None, "With --distributed: how many processes in all.")
+flags.DEFINE_integer("process_id", None, "With --distributed: this process's rank, 0 to "
+                     "num_processes - 1.")
 FLAGS = flags.FLAGS
 
 
@@ -31,16 +36,21 @@ def main(argv):
   if FLAGS.platform:
     jax.config.update("jax_platforms", FLAGS.platform)
   if FLAGS.distributed:
-    jax.distributed.initialize()
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+  elif any(FLAGS[name].present for name in ("coordinator_address", "num_processes",
+                                            "process_id")):
+    print("error: --coordinator_address, --num_processes and --process_id need --distributed",
+          file=sys.stderr)
+    sys.exit(2)
   from jaxray import config as config_lib
   from jaxray.train import loop
 
   try:
     config = config_lib.apply_overrides(config_lib.load(FLAGS.experiment), FLAGS.set)
     workdir = FLAGS.workdir or f"runs/{FLAGS.experiment}"
-    results = loop.train_and_evaluate(config, workdir, FLAGS.data_dir)
-  except (ValueError, FileNotFoundError) as error:
-    logging.error("%s", error)
+    results = loop.train_and_evaluate(config, workdir, FLAGS.data_dir, FLAGS.set)
+  except (ValueError, FileNotFoundError, pickle.UnpicklingError) as error:
     print(f"\nerror: {error}", file=sys.stderr)
     sys.exit(2)
   if results:

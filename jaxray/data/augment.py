@@ -14,15 +14,16 @@ _CAFFE_BGR_MEAN = jnp.array([103.939, 116.779, 123.68])
 
 
 def _rotate(image, angle_degrees):
-  """Rotates an (H, W, C) image about its centre, bilinear, zero outside the source."""
+  """Rotates an (H, W, C) image about its centre, counter-clockwise for positive angles (as
+  torchvision), bilinear, zero outside the source."""
   height, width = image.shape[:2]
   theta = jnp.deg2rad(angle_degrees)
   cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
   yy, xx = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
                         jnp.arange(width, dtype=jnp.float32), indexing="ij")
   # Inverse mapping: for each output pixel, where it came from in the input.
-  src_y = jnp.cos(theta) * (yy - cy) - jnp.sin(theta) * (xx - cx) + cy
-  src_x = jnp.sin(theta) * (yy - cy) + jnp.cos(theta) * (xx - cx) + cx
+  src_y = jnp.cos(theta) * (yy - cy) + jnp.sin(theta) * (xx - cx) + cy
+  src_x = -jnp.sin(theta) * (yy - cy) + jnp.cos(theta) * (xx - cx) + cx
   channels = [jax.scipy.ndimage.map_coordinates(image[..., c], [src_y, src_x], order=1,
                                                 mode="constant", cval=0.0)
               for c in range(image.shape[-1])]

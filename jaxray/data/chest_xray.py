@@ -60,6 +60,7 @@ class ChestXray(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Grayscale PNG, shorter side bounded at 256 px."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+  validate_manual_dir = staticmethod(find_root)
 
   def _info(self):
     return self.dataset_info_from_configs(

@@ -52,15 +52,31 @@ def compute(labels: np.ndarray, probabilities: np.ndarray) -> dict:
   return multiclass_metrics(labels, probabilities)
 
 
+def _binary_counts_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict:
+  """The confusion-count metrics of `binary_metrics`, vectorised over rows of (S, N) arrays."""
+  tp = np.sum((labels == 1) & (predictions == 1), axis=-1)
+  tn = np.sum((labels == 0) & (predictions == 0), axis=-1)
+  fp = np.sum((labels == 0) & (predictions == 1), axis=-1)
+  fn = np.sum((labels == 1) & (predictions == 0), axis=-1)
+  ratio = lambda a, b: np.divide(a, b, out=np.zeros(a.shape, float), where=b > 0)
+  return {"accuracy": ratio(tp + tn, tp + tn + fp + fn), "sensitivity": ratio(tp, tp + fn),
+          "specificity": ratio(tn, tn + fp), "precision": ratio(tp, tp + fp),
+          "f1": ratio(2 * tp, 2 * tp + fp + fn)}
+
+
 def bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, *, samples: int = 1000,
                         seed: int = 0, level: float = 0.95) -> dict:
   """Percentile bootstrap interval of every metric in `compute`, resampling test examples."""
   rng = np.random.default_rng(seed)
-  draws: dict[str, list] = {}
-  for _ in range(samples):
-    index = rng.integers(0, len(labels), len(labels))
-    for name, value in compute(labels[index], probabilities[index]).items():
-      draws.setdefault(name, []).append(value)
+  index = rng.integers(0, len(labels), (samples, len(labels)))
+  if probabilities.shape[1] == 2:
+    draws = _binary_counts_metrics(labels[index], probabilities.argmax(-1)[index])
+    draws["roc_auc"] = np.array([
+        skm.roc_auc_score(labels[i], probabilities[i, 1]) if len(np.unique(labels[i])) == 2
+        else np.nan for i in index])
+  else:
+    per_sample = [compute(labels[i], probabilities[i]) for i in index]
+    draws = {name: np.array([d[name] for d in per_sample]) for name in per_sample[0]}
   tail = (1.0 - level) / 2 * 100
   return {name: [float(np.nanpercentile(values, tail)), float(np.nanpercentile(values, 100 - tail))]
           for name, values in draws.items()}

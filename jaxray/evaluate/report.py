@@ -20,6 +20,10 @@ def write(path, results: dict, history: list[dict], reference: dict) -> None:
       f"{results['platform']['device_count']}). Epochs trained: {len(history)}; checkpoint "
       f"evaluated: epoch {results['selected_epoch']} (best {results['selection']['metric']}).",
       "",
+      ("Overrides of the experiment file: `" + " ".join(results["overrides"]) + "` — this is "
+       "not the report's recipe as written." if results.get("overrides") else
+       "Run exactly as the experiment file declares it."),
+      "",
       f"## Test set ({test['num_examples']} images)",
       "",
       "| metric | this run | 95% CI (bootstrap) | report |",

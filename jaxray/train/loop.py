@@ -48,9 +48,12 @@ def _check_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> 
       raise ValueError(f"{workdir} holds a run with a different configuration (fields: "
                        f"{', '.join(changed)}). Pass another --workdir, or delete {workdir} to "
                        f"start over.")
+
+
+def _write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
   if _is_chief():
     workdir.mkdir(parents=True, exist_ok=True)
-    path.write_text(config.to_json(indent=2))
+    (workdir / "config.json").write_text(config.to_json(indent=2))
 
 
 def _read_history(workdir: pathlib.Path) -> list[dict]:
@@ -100,9 +103,25 @@ def _platform() -> dict:
           "device_count": jax.device_count(), "process_count": jax.process_count()}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None) -> dict:
+def _finished_results(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> dict | None:
+  path = workdir / "results.json"
+  if not path.exists():
+    return None
+  results = json.loads(path.read_text())
+  return results if results.get("epochs_trained") == config.num_epochs else None
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None,
+                       overrides=()) -> dict:
+  """Runs (or resumes, or reports) the experiment `config` in `workdir`; returns results.json."""
   workdir = pathlib.Path(workdir).expanduser()
   _check_workdir(workdir, config)
+  finished = _finished_results(workdir, config)
+  if finished is not None:
+    if _is_chief():
+      print(f"{workdir} already holds the finished run ({config.num_epochs} epochs); its "
+            f"report is {workdir / 'report.md'}. Delete the folder to run it again.")
+    return finished
   mesh = mesh_lib.create_mesh()
   mesh_lib.check_batch_size(config.input.batch_size, mesh, "input.batch_size")
   mesh_lib.check_batch_size(config.input.eval_batch_size, mesh, "input.eval_batch_size")
@@ -128,6 +147,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
   state = jax.device_put(state, replicated)
   train_fn, eval_fn = steps_lib.jit_steps(graphdef, tx, config, replicated,
                                           mesh_lib.data_sharded(mesh))
+  _write_config(workdir, config)  # only once the data and the model are known to be usable
 
   selection = config.selection
   manager = checkpoint.manager(workdir, selection.metric, selection.mode)
@@ -171,13 +191,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
   selected = checkpoint.best_epoch(history, selection.metric, selection.mode)
   state = checkpoint.restore(manager, selected, state)
   results = _final_evaluation(config, workdir, eval_fn, state, splits, class_names, mesh,
-                              history, selected)
+                              history, selected, overrides)
   manager.close()
   return results
 
 
 def _final_evaluation(config, workdir, eval_fn, state, splits, class_names, mesh, history,
-                      selected) -> dict:
+                      selected, overrides) -> dict:
   """Evaluates the selected checkpoint on val and test and writes every artifact."""
   predictions = {split: predict(eval_fn, state, splits[split], config, mesh, split)
                  for split in ("val", "test")}
@@ -192,6 +212,7 @@ def _final_evaluation(config, workdir, eval_fn, state, splits, class_names, mesh
   evaluation = config.evaluation
   results = {
       "experiment": config.experiment,
+      "overrides": list(overrides),
       "class_names": list(class_names),
       "platform": _platform(),
       "selected_epoch": selected,
@@ -206,6 +227,7 @@ def _final_evaluation(config, workdir, eval_fn, state, splits, class_names, mesh
     results[split] = metrics_lib.evaluate(p["label"], p["probabilities"], class_names,
                                           bootstrap_samples=evaluation.bootstrap_samples,
                                           seed=config.seed)
+    results[split]["loss"] = float(p["loss"].mean())  # report 004 quotes test loss
   (workdir / "results.json").write_text(json.dumps(results, indent=2))
 
   test = predictions["test"]

@@ -1,0 +1,66 @@
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxray.data import augment
+
+
+def _images(batch=4, size=16, seed=0):
+  return jax.random.uniform(jax.random.key(seed), (batch, size, size, 1))
+
+
+def test_empty_config_is_identity():
+  x = _images()
+  np.testing.assert_array_equal(augment.augment(x, jax.random.key(0), ml_collections.ConfigDict(
+      dict(rotation_degrees=0.0, hflip=False, brightness=0.0, contrast=0.0))), x)
+
+
+def test_rotation_by_90_degrees_is_rot90():
+  x = _images(batch=1)[0]
+  rotated = augment._rotate(x, 90.0)
+  np.testing.assert_allclose(rotated, jnp.rot90(x, k=1, axes=(0, 1)), atol=1e-5)
+  np.testing.assert_allclose(augment._rotate(x, 0.0), x, atol=1e-6)
+
+
+def test_rotation_fills_corners_with_zero():
+  x = jnp.ones((32, 32, 1))
+  rotated = augment._rotate(x, 45.0)
+  assert rotated[0, 0, 0] == 0 and rotated[16, 16, 0] == pytest.approx(1.0)
+
+
+def test_augmentations_stay_in_range_and_depend_on_the_key():
+  cfg = ml_collections.ConfigDict(dict(rotation_degrees=25.0, hflip=True, brightness=0.2,
+                                       contrast=0.2))
+  x = _images(batch=8)
+  a = augment.augment(x, jax.random.key(1), cfg)
+  b = augment.augment(x, jax.random.key(1), cfg)
+  c = augment.augment(x, jax.random.key(2), cfg)
+  assert a.shape == x.shape and float(a.min()) >= 0 and float(a.max()) <= 1
+  np.testing.assert_array_equal(a, b)
+  assert not np.allclose(a, c)
+
+
+def test_hflip_only_flips_or_keeps():
+  cfg = ml_collections.ConfigDict(dict(hflip=True))
+  x = _images(batch=64)
+  out = augment.augment(x, jax.random.key(0), cfg)
+  flipped = jnp.all(jnp.isclose(out, x[:, :, ::-1]), axis=(1, 2, 3))
+  kept = jnp.all(jnp.isclose(out, x), axis=(1, 2, 3))
+  assert bool(jnp.all(flipped | kept)) and 10 < int(flipped.sum()) < 54
+
+
+def test_normalization_kinds():
+  x = jnp.full((1, 2, 2, 1), 0.5)
+  mean_std = augment.normalize(x, ml_collections.ConfigDict(
+      dict(kind="mean_std", mean=(0.5303,) * 3, std=(0.1944,) * 3)))
+  assert mean_std.shape == (1, 2, 2, 3)
+  np.testing.assert_allclose(mean_std, (0.5 - 0.5303) / 0.1944, rtol=1e-6)
+  caffe = augment.normalize(x, ml_collections.ConfigDict(dict(kind="caffe")))
+  np.testing.assert_allclose(caffe[0, 0, 0], 127.5 - np.array([103.939, 116.779, 123.68]),
+                             rtol=1e-6)
+  inception = augment.normalize(x, ml_collections.ConfigDict(dict(kind="inception")))
+  np.testing.assert_allclose(inception, 0.0, atol=1e-7)
+  with pytest.raises(ValueError, match="normalization.kind"):
+    augment.normalize(x, ml_collections.ConfigDict(dict(kind="zscore")))

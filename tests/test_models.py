@@ -1,0 +1,68 @@
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+from jax import lax
+
+from jaxray.models import build_model, conv, resnet
+
+
+def _count(module, kind=nnx.Param):
+  return sum(x.size for x in jax.tree.leaves(nnx.state(module, kind)))
+
+
+def test_resnet18_has_torchvision_parameter_count():
+  # torchvision.models.resnet18(): 11,689,512 parameters; with a 2-way fc: 11,177,538.
+  abstract = nnx.eval_shape(lambda: resnet.resnet18(num_classes=1000, rngs=nnx.Rngs(0)))
+  assert _count(abstract) == 11_689_512
+  model = nnx.eval_shape(
+      lambda: build_model(ml_collections.ConfigDict(dict(name="resnet18")), 2, 32, seed=0))
+  assert _count(model) == 11_177_538
+  # BatchNorm running statistics: mean and var for each of the 20 BN layers' channels.
+  assert _count(model, nnx.BatchStat) == 2 * 4800
+
+
+@pytest.mark.parametrize("stem, size", [("imagenet", 64), ("cifar", 28)])
+def test_output_and_feature_shapes(stem, size):
+  model = build_model(ml_collections.ConfigDict(dict(name="resnet18", stem=stem)), 3, size, 0)
+  logits, features = model(jnp.zeros((2, size, size, 3)), return_features=True)
+  assert logits.shape == (2, 3) and features.shape == (2, 512)
+
+
+def test_torchvision_layout_names_and_init():
+  net = resnet.resnet18(num_classes=1000, rngs=nnx.Rngs(0))
+  assert net.conv1.kernel[...].shape == (7, 7, 3, 64)  # HWIO of torch's (64, 3, 7, 7)
+  assert net.layer2[0].downsample.conv.kernel[...].shape == (1, 1, 64, 128)
+  assert net.layer1[0].downsample is None
+  # kaiming_normal(fan_out, relu): std = sqrt(2 / (out_channels * k * k))
+  std = float(np.std(net.layer3[1].conv2.kernel[...]))
+  assert std == pytest.approx(np.sqrt(2.0 / (256 * 9)), rel=0.05)
+  # nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias
+  assert float(jnp.abs(net.fc.kernel[...]).max()) <= 1 / np.sqrt(512)
+  assert float(jnp.abs(net.fc.bias[...]).max()) > 0
+
+
+def test_unknown_model_and_bad_head_are_clear_errors():
+  with pytest.raises(ValueError, match="Unknown model.name 'resnet19'"):
+    build_model(ml_collections.ConfigDict(dict(name="resnet19")), 2, 32, 0)
+  with pytest.raises(ValueError, match="one rate per hidden layer"):
+    build_model(ml_collections.ConfigDict(dict(name="resnet18", head=dict(
+        hidden=(256, 256), dropout=(0.5,)))), 2, 32, 0)
+
+
+@pytest.mark.parametrize("spatial, stride", [(2, 1), (1, 1), (2, 2)])
+def test_small_map_convolution_equals_lax_value_and_gradient(spatial, stride):
+  x = jax.random.normal(jax.random.key(0), (4, spatial, spatial, 8))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 8, 16))
+  dn = lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
+  args = ((stride, stride), ((1, 1), (1, 1)))
+  ours = jax.jit(lambda x, w: conv.conv_general_dilated(x, w, *args, dimension_numbers=dn))
+  ref = jax.jit(lambda x, w: lax.conv_general_dilated(x, w, *args, dimension_numbers=dn,
+                                              precision=lax.Precision.HIGHEST))
+  np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-5, atol=1e-5)
+  loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
+  for g_ours, g_ref in zip(jax.jit(jax.grad(loss(ours), (0, 1)))(x, w),
+                           jax.jit(jax.grad(loss(ref), (0, 1)))(x, w)):
+    np.testing.assert_allclose(g_ours, g_ref, rtol=1e-4, atol=1e-4)
