@@ -119,3 +119,12 @@ def test_read_for_storage_converts_modes_and_skips_non_images(tmp_path, caplog):
   (tmp_path / "desktop.ini").write_text("[.ShellClassInfo]")
   assert images.read_for_storage(tmp_path / "desktop.ini") is None
   assert "desktop.ini" in caplog.text
+
+
+def test_prepared_classes_must_match_the_code(tmp_path):
+  raw = make_kaggle_folder(tmp_path / "raw")
+  data.load("chest_xray", str(raw), str(tmp_path / "tfds"))
+  labels = next((tmp_path / "tfds").rglob("label.labels.txt"))
+  labels.write_text("PNEUMONIA\nNORMAL\n")
+  with pytest.raises(ValueError, match="prepared with classes"):
+    data.load("chest_xray", str(raw), str(tmp_path / "tfds"))

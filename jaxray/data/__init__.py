@@ -11,12 +11,16 @@ import pathlib
 import tensorflow_datasets as tfds
 
 from jaxray.data.chest_xray import ChestXray
+from jaxray.data.covid_cs542 import CovidCs542
+from jaxray.data.pneumoniamnist import PneumoniaMnist
 from jaxray.data.synthetic import Synthetic
 
 # config.dataset.name -> TFDS builder class
 BUILDERS = {
     "synthetic": Synthetic,
     "chest_xray": ChestXray,
+    "covid_cs542": CovidCs542,
+    "pneumoniamnist": PneumoniaMnist,
 }
 
 _SOURCE_FILE = "jaxray_source.json"
@@ -64,10 +68,26 @@ def load(name: str, data_dir: str | None = None, prepared_dir: str | None = None
       raise FileNotFoundError(
           f"Dataset {name!r} must be downloaded by hand and passed with --data_dir.\n\n"
           f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    if manual_dir is not None and hasattr(builder, "validate_manual_dir"):
+      builder.validate_manual_dir(manual_dir)  # a clear error before TFDS starts writing
     download_config = tfds.download.DownloadConfig(
         manual_dir=os.path.expanduser(data_dir) if data_dir else None)
     builder.download_and_prepare(download_config=download_config)
     if manual_dir is not None:
       (pathlib.Path(builder.data_dir) / _SOURCE_FILE).write_text(json.dumps(
           {"manual_dir": str(pathlib.Path(manual_dir).expanduser().resolve())}))
+  _check_label_names(builder)
   return builder.as_data_source(), builder.info
+
+
+def _check_label_names(builder) -> None:
+  """TFDS takes class names from the code, not from the prepared files: refuse a mismatch."""
+  saved = pathlib.Path(builder.data_dir) / "label.labels.txt"
+  if saved.exists():
+    prepared = saved.read_text().split()
+    expected = list(builder.info.features["label"].names)
+    if prepared != expected:
+      raise ValueError(f"The dataset in {builder.data_dir} was prepared with classes {prepared}, "
+                       f"but this version of jaxray expects {expected}. Delete "
+                       f"{builder.data_dir} (or use --set dataset.prepared_dir=...) to prepare "
+                       f"it again.")

@@ -36,12 +36,21 @@ def write(path, results: dict, history: list[dict], reference: dict) -> None:
     interval = f"[{low_high[0]:.3f}, {low_high[1]:.3f}]" if low_high else "—"
     lines.append(f"| {name} | {_fmt(test['metrics'][name])} | {interval} | "
                  f"{_fmt(reference.get(name))} |")
+  if "loss" in test:
+    lines.append(f"| loss | {test['loss']:.4f} | — | {_fmt(reference.get('loss'))} |")
   class_names = results["class_names"]
   lines += ["", "Confusion matrix (rows: true, columns: predicted):", "",
             "| | " + " | ".join(f"{c} pred." for c in class_names) + " |",
             "|---" * (len(class_names) + 1) + "|"]
   for name, row in zip(class_names, test["confusion_matrix"]):
     lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+  if len(class_names) > 2:
+    lines += ["", "Per class:", "", "| class | precision | recall | F1 | support |",
+              "|---|---|---|---|---|"]
+    for name in class_names:
+      row = test["per_class"][name]
+      lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | "
+                   f"{row['f1-score']:.3f} | {int(row['support'])} |")
   if reference.get("notes"):
     lines += ["", f"Report's note: {reference['notes']}"]
   lines += ["", "## Per epoch", "",
@@ -51,8 +60,10 @@ def write(path, results: dict, history: list[dict], reference: dict) -> None:
     lines.append(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['train_accuracy']:.3f} | "
                  f"{h.get('val_loss', float('nan')):.4f} | {h.get('val_accuracy', float('nan')):.3f} | "
                  f"{_fmt(h.get('test_accuracy'))} | {h['epoch_seconds']:.1f} |")
-  lines += ["", "Test accuracy per epoch is tracked as the report did, never used to choose the "
-            "checkpoint.", "", "## Figures", "",
+  if any("test_accuracy" in h for h in history):
+    lines += ["", "Test accuracy per epoch is tracked as the report did, never used to choose "
+              "the checkpoint."]
+  lines += ["", "## Figures", "",
             "![curves](curves.png) ![confusion matrix](confusion_matrix.png) ![ROC](roc.png)",
             "", "![failure cases](failure_cases.png)", "", "![t-SNE](tsne.png)", ""]
   pathlib.Path(path).write_text("\n".join(lines))
