@@ -1,0 +1,408 @@
+"""Throughput figures, ours next to a reference, from one run: `python -m jaxray.bench`.
+
+  python -m jaxray.bench                                   # train steps, jaxray vs torchvision
+  python -m jaxray.bench --what=train,pipeline,epoch --raw_dir=~/data --json=bench.json
+
+What is measured (each figure: the median of --windows timed windows after warm-up, with the
+min/max spread; jaxray and the reference alternate window by window, so a machine shared with
+other work slows both alike):
+
+  train     the real jitted `steps.train_step` (ResNet-18, 2-way head, Adam 1e-3, report 000's
+            recipe) on a fixed device-resident batch, against torchvision's resnet18 with
+            torch.optim.Adam on the same batch size and resolution (--train_sizes, SIZExBATCH).
+  pipeline  the prepared dataset through grain (`pipeline.train_batches`) plus the on-device
+            augmentation of report 000 (rotation 25, color jitter, flip) and normalization,
+            against torchvision ImageFolder + DataLoader decoding the raw JPEGs of --raw_dir with
+            report 000's transforms, both with --workers workers.
+  epoch     one training epoch end to end (grain batches -> jitted train step) plus one pass
+            of evaluation over the validation split, on the prepared --raw_dir dataset or, without
+            it, the synthetic one.
+
+The torch reference runs when torch and torchvision can be imported, and is skipped with a message
+otherwise. The platform (backend, device kind) is printed, so the same command measures a GPU.
+"""
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+_WHAT = flags.DEFINE_list("what", ["train"], "Any of train, pipeline, epoch.")
+_TRAIN_SIZES = flags.DEFINE_list("train_sizes", ["224x32", "28x128"],
+                                 "SIZExBATCH[:stem] for the train-step benchmark (stem: imagenet "
+                                 "or cifar; default imagenet).")
+_WINDOWS = flags.DEFINE_integer("windows", 5, "Timed windows per figure.")
+_STEPS = flags.DEFINE_integer("steps_per_window", 0,
+                              "Train steps per window (0: about 2 s of work per window on a "
+                              "2-core CPU: 2 steps at 224 px, 8 at 28 px).")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps (after compilation) before timing.")
+_RAW_DIR = flags.DEFINE_string("raw_dir", None,
+                               "Kermany-layout folder (holding chest_xray/{train,val,test}/ or "
+                               "{train,val,test}/ directly) for the pipeline and epoch figures.")
+_PREPARED_DIR = flags.DEFINE_string("prepared_dir", None,
+                                    "Where the prepared datasets go (default: a temporary folder).")
+_WORKERS = flags.DEFINE_integer("workers", 2, "grain threads / DataLoader workers.")
+_PIPELINE_IMAGES = flags.DEFINE_integer("pipeline_images", 480,
+                                        "Images per pipeline window (whole epochs of the train "
+                                        "split, repeated).")
+_REFERENCE = flags.DEFINE_bool("reference", True, "Also measure the PyTorch reference.")
+_PLAIN_CONV = flags.DEFINE_bool("plain_conv", True,
+                                "On a CPU, also measure jaxray's train step with the plain XLA "
+                                "convolution gradients (jaxray.models.conv detour off): the "
+                                "before/after of that change, in the same run.")
+_TORCH_THREADS = flags.DEFINE_integer("torch_threads", 0, "torch.set_num_threads (0: default).")
+_JSON = flags.DEFINE_string("json", None, "Write every figure to this JSON file.")
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _torch():
+  """(torch, torchvision) or None, with the reason printed once."""
+  if not _REFERENCE.value:
+    return None
+  try:
+    import torch
+    import torchvision
+  except ImportError as error:
+    if not getattr(_torch, "warned", False):
+      _torch.warned = True
+      print(f"PyTorch reference skipped: torch/torchvision not importable ({error}). "
+            f"`pip install torch torchvision` to measure it.")
+    return None
+  if _TORCH_THREADS.value:
+    torch.set_num_threads(_TORCH_THREADS.value)
+  return torch, torchvision
+
+
+def _summary(rates):
+  return {"median": statistics.median(rates), "min": min(rates), "max": max(rates),
+          "windows": [round(r, 3) for r in rates]}
+
+
+def _fmt(s):
+  return f"{s['median']:8.1f} img/s  [{s['min']:.1f} .. {s['max']:.1f}]"
+
+
+def _interleaved(runners: dict, windows: int) -> dict:
+  """runners: name -> fn() returning (images, seconds) for one window; alternated per window."""
+  rates = {name: [] for name in runners}
+  for _ in range(windows):
+    for name, run in runners.items():
+      images, seconds = run()
+      rates[name].append(images / seconds)
+  return {name: _summary(r) for name, r in rates.items()}
+
+
+def _print_pair(label, figures, ours="jaxray", ref="torch"):
+  line = f"  {label:22s} jaxray {_fmt(figures[ours])}"
+  if ref in figures:
+    ratio = figures[ours]["median"] / figures[ref]["median"]
+    figures["ratio"] = ratio
+    line += f" | torch {_fmt(figures[ref])} | ratio {ratio:.2f}x"
+  print(line, flush=True)
+
+
+def _platform():
+  import jax
+  device = jax.devices()[0]
+  info = {"backend": jax.default_backend(), "device_kind": device.device_kind,
+          "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
+          "jax": jax.__version__, "python": sys.version.split()[0]}
+  try:
+    info["load_average"] = os.getloadavg()
+  except OSError:
+    pass
+  torch_pair = _torch()
+  if torch_pair:
+    info["torch"] = torch_pair[0].__version__
+    info["torch_threads"] = torch_pair[0].get_num_threads()
+  return info
+
+
+def _base_config(image_size, batch_size, stem="imagenet"):
+  from experiments import resnet18_scratch
+  config = resnet18_scratch.get_config()
+  config.input.image_size = image_size
+  config.input.batch_size = batch_size
+  config.input.num_threads = _WORKERS.value
+  config.model.stem = stem
+  return config
+
+
+# ----------------------------------------------------------------------------------------------
+# (a) train step
+
+
+def _jax_train_runner(config, steps):
+  import jax
+  import numpy as np
+  from jaxray import models
+  from jaxray.train import mesh as mesh_lib, optimizer, steps as steps_lib
+
+  size, batch = config.input.image_size, config.input.batch_size
+  mesh = mesh_lib.create_mesh()
+  model = models.build_model(config.model, 2, size, config.seed)
+  tx = optimizer.build(config.optimizer, steps_per_epoch=100)
+  graphdef, state = steps_lib.create_state(model, tx, config.seed)
+  replicated = mesh_lib.replicated(mesh)
+  state = jax.device_put(state, replicated)
+  train_fn, _ = steps_lib.jit_steps(graphdef, tx, config, replicated, mesh_lib.data_sharded(mesh))
+  rng = np.random.default_rng(0)
+  data = mesh_lib.to_global({"image": rng.integers(0, 256, (batch, size, size, 1), np.uint8),
+                             "label": rng.integers(0, 2, (batch,), np.int32)}, mesh)
+  holder = {"state": state, "metrics": jax.device_put(steps_lib.zero_metrics(), replicated)}
+
+  def run(n):
+    started = time.perf_counter()
+    for _ in range(n):
+      holder["state"], holder["metrics"] = train_fn(holder["state"], data, holder["metrics"])
+    jax.block_until_ready(holder["state"])
+    return batch * n, time.perf_counter() - started
+
+  started = time.perf_counter()
+  run(1)
+  compile_seconds = time.perf_counter() - started
+  run(_WARMUP.value)
+  return (lambda: run(steps)), compile_seconds
+
+
+def _torch_train_runner(torch, torchvision, size, batch, stem, steps):
+  model = torchvision.models.resnet18(num_classes=2)
+  if stem == "cifar":  # MedMNIST's ResNet-18 (28): 3x3 stride-1 stem, no max-pool
+    model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    model.maxpool = torch.nn.Identity()
+  model.train()
+  opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+  loss_fn = torch.nn.CrossEntropyLoss()
+  generator = torch.Generator().manual_seed(0)
+  images = torch.randn(batch, 3, size, size, generator=generator)
+  labels = torch.randint(0, 2, (batch,), generator=generator)
+
+  def run(n):
+    started = time.perf_counter()
+    for _ in range(n):
+      opt.zero_grad(set_to_none=True)
+      loss = loss_fn(model(images), labels)
+      loss.backward()
+      opt.step()
+    return batch * n, time.perf_counter() - started
+
+  run(1 + _WARMUP.value)
+  return lambda: run(steps)
+
+
+def bench_train():
+  import jax
+  from jaxray.models import conv as conv_lib
+  results = {}
+  torch_pair = _torch()
+  print("Train step (ResNet-18, 2-way head, Adam 1e-3), images/s:")
+  for spec in _TRAIN_SIZES.value:
+    shape, _, stem = spec.partition(":")
+    size, batch = (int(v) for v in shape.split("x"))
+    stem = stem or "imagenet"
+    steps = _STEPS.value or (2 if size >= 128 else 8)
+    config = _base_config(size, batch, stem)
+    jax_run, compile_seconds = _jax_train_runner(config, steps)
+    runners = {"jaxray": jax_run}
+    if _PLAIN_CONV.value and jax.default_backend() == "cpu":
+      conv_lib.IM2COL_WEIGHT_GRAD = False  # read when the step is traced (its first call)
+      try:
+        runners["jaxray_plain_conv"], _ = _jax_train_runner(config, steps)
+      finally:
+        conv_lib.IM2COL_WEIGHT_GRAD = True
+    if torch_pair:
+      runners["torch"] = _torch_train_runner(*torch_pair, size, batch, stem, steps)
+    figures = _interleaved(runners, _WINDOWS.value)
+    figures.update(image_size=size, batch_size=batch, stem=stem, steps_per_window=steps,
+                   jaxray_compile_seconds=compile_seconds)
+    _print_pair(f"{size}px batch {batch} {stem}", figures)
+    if "jaxray_plain_conv" in figures:
+      plain = figures["jaxray_plain_conv"]
+      figures["ratio_plain_conv"] = plain["median"] / figures["torch"]["median"] if (
+          "torch" in figures) else None
+      figures["speedup_vs_plain_conv"] = figures["jaxray"]["median"] / plain["median"]
+      line = f"  {'  (plain XLA conv grads)':22s} jaxray {_fmt(plain)}"
+      if figures["ratio_plain_conv"] is not None:
+        line += f" | ratio {figures['ratio_plain_conv']:.2f}x"
+      print(line + f" | detour speed-up {figures['speedup_vs_plain_conv']:.2f}x", flush=True)
+    results[spec] = figures
+  return results
+
+
+# ----------------------------------------------------------------------------------------------
+# (b) input pipeline and (c) epoch
+
+
+def _kermany_root(raw_dir):
+  raw_dir = os.path.expanduser(raw_dir)
+  nested = os.path.join(raw_dir, "chest_xray")
+  if os.path.isdir(os.path.join(nested, "train")):
+    return raw_dir, nested
+  if os.path.isdir(os.path.join(raw_dir, "train")):
+    return os.path.dirname(raw_dir.rstrip("/")) or ".", raw_dir
+  raise FileNotFoundError(f"--raw_dir={raw_dir} holds neither chest_xray/train nor train/.")
+
+
+def _prepared_dir(name):
+  base = _PREPARED_DIR.value or os.path.join(tempfile.gettempdir(), "jaxray_bench_tfds")
+  return os.path.join(base, name)
+
+
+def _load_chest_xray():
+  from jaxray import data
+  data_dir, _ = _kermany_root(_RAW_DIR.value)
+  sources, _ = data.load("chest_xray", data_dir, _prepared_dir("chest_xray"))
+  return sources
+
+
+def bench_pipeline():
+  import jax
+  from jaxray.data import pipeline
+  from jaxray.train import steps as steps_lib
+  if not _RAW_DIR.value:
+    print("Pipeline benchmark skipped: it needs --raw_dir (a Kermany-layout folder).")
+    return None
+  sources = _load_chest_xray()
+  config = _base_config(224, 32)
+  config.augment = dict(rotation_degrees=25.0, hflip=True, brightness=0.2, contrast=0.2)
+  prepare = jax.jit(lambda images, key: steps_lib.model_inputs(images, config, key))
+  train = sources["train"]
+  batch_size = min(32, len(train))
+  epoch = {"n": 0}
+
+  def jax_window(augment=True):
+    count, started = 0, time.perf_counter()
+    while count < _PIPELINE_IMAGES.value:  # whole epochs, until enough images went through
+      epoch["n"] += 1
+      for batch in pipeline.train_batches(train, batch_size=batch_size, image_size=224, seed=0,
+                                          epoch=epoch["n"], num_threads=_WORKERS.value):
+        out = prepare(batch["image"], jax.random.PRNGKey(epoch["n"])) if augment else batch
+        count += len(batch["label"])
+    jax.block_until_ready(out)
+    return count, time.perf_counter() - started
+
+  jax_window()  # compile the augmentation, warm the file cache
+  runners = {"jaxray": jax_window, "jaxray_host_only": lambda: jax_window(augment=False)}
+  torch_pair = _torch()
+  if torch_pair:
+    torch, torchvision = torch_pair
+    from torchvision import transforms
+    _, root = _kermany_root(_RAW_DIR.value)
+    transform = transforms.Compose([  # report 000's training transforms
+        transforms.Resize((224, 224)),
+        transforms.RandomRotation(25),
+        transforms.ColorJitter(brightness=0.2, contrast=0.2),
+        transforms.RandomHorizontalFlip(),
+        transforms.Grayscale(num_output_channels=3),
+        transforms.ToTensor(),
+        transforms.Normalize([0.5303] * 3, [0.1944] * 3),
+    ])
+    folder = torchvision.datasets.ImageFolder(os.path.join(root, "train"), transform)
+    loader = torch.utils.data.DataLoader(folder, batch_size=batch_size, shuffle=True,
+                                         num_workers=_WORKERS.value, drop_last=True)
+
+    def torch_window():
+      count, started = 0, time.perf_counter()
+      while count < _PIPELINE_IMAGES.value:
+        for images, _ in loader:
+          count += images.shape[0]
+      return count, time.perf_counter() - started
+
+    torch_window()
+    runners["torch"] = torch_window
+  print(f"Input pipeline ({len(train)} training images, batch {batch_size}, "
+        f"{_WORKERS.value} workers, >= {_PIPELINE_IMAGES.value} images per window), images/s:")
+  figures = _interleaved(runners, _WINDOWS.value)
+  figures.update(train_examples=len(train), workers=_WORKERS.value)
+  _print_pair("prepared+grain vs JPEG", figures)
+  print(f"  {'  (grain only, no aug.)':22s} jaxray {_fmt(figures['jaxray_host_only'])}", flush=True)
+  return figures
+
+
+def bench_epoch():
+  import jax
+  from jaxray import data, models
+  from jaxray.data import pipeline
+  from jaxray.train import mesh as mesh_lib, optimizer, steps as steps_lib
+  config = _base_config(224, 32)
+  if _RAW_DIR.value:
+    sources, name = _load_chest_xray(), "chest_xray"
+  else:
+    sources, _ = data.load("synthetic", prepared_dir=_prepared_dir("synthetic"))
+    name = "synthetic"
+  train, val = sources["train"], sources["val"]
+  batch = min(32, len(train))
+  config.input.batch_size = config.input.eval_batch_size = batch
+  mesh = mesh_lib.create_mesh()
+  model = models.build_model(config.model, 2, 224, config.seed)
+  steps_per_epoch = pipeline.steps_per_epoch(len(train), batch)
+  tx = optimizer.build(config.optimizer, steps_per_epoch)
+  graphdef, state = steps_lib.create_state(model, tx, config.seed)
+  replicated = mesh_lib.replicated(mesh)
+  state = jax.device_put(state, replicated)
+  train_fn, eval_fn = steps_lib.jit_steps(graphdef, tx, config, replicated,
+                                          mesh_lib.data_sharded(mesh))
+
+  def one_epoch(epoch):
+    nonlocal state
+    started = time.perf_counter()
+    running = jax.device_put(steps_lib.zero_metrics(), replicated)
+    for b in pipeline.train_batches(train, batch_size=batch, image_size=224, seed=0,
+                                    epoch=epoch, num_threads=_WORKERS.value):
+      state, running = train_fn(state, mesh_lib.to_global(b, mesh), running)
+    jax.block_until_ready(running)
+    train_seconds = time.perf_counter() - started
+    outputs = [eval_fn(state, mesh_lib.to_global(b, mesh))["probabilities"]
+               for b in pipeline.eval_batches(val, batch_size=batch, image_size=224,
+                                              num_threads=_WORKERS.value)]
+    jax.block_until_ready(outputs)
+    return train_seconds, time.perf_counter() - started
+
+  started = time.perf_counter()
+  one_epoch(0)
+  first = time.perf_counter() - started
+  timings = [one_epoch(e) for e in range(1, max(2, _WINDOWS.value // 2) + 1)]
+  train_images = steps_per_epoch * batch
+  figures = {"dataset": name, "train_examples": len(train), "val_examples": len(val),
+             "batch_size": batch, "first_epoch_seconds_with_compile": first,
+             "epoch_seconds": _summary([t for _, t in timings]),
+             "train_images_per_second": _summary([train_images / t for t, _ in timings])}
+  print(f"Epoch end to end ({name}: {len(train)} train, {len(val)} val, 224 px, batch {batch}):")
+  s = figures["epoch_seconds"]
+  print(f"  epoch {s['median']:.1f} s [{s['min']:.1f} .. {s['max']:.1f}] (first, with "
+        f"compilation: {first:.1f} s); training part "
+        f"{_fmt(figures['train_images_per_second'])}", flush=True)
+  return figures
+
+
+def main(argv):
+  del argv
+  import jax
+  platform = _platform()
+  print(f"Platform: {platform['backend']} ({platform['device_kind']}, "
+        f"{platform['device_count']} device(s)), {platform['cpu_count']} CPUs, "
+        f"jax {platform['jax']}, torch {platform.get('torch', 'not installed')}"
+        + (f", load average {platform['load_average'][0]:.1f}" if "load_average" in platform
+           else ""))
+  results = {"platform": platform}
+  benches = {"train": bench_train, "pipeline": bench_pipeline, "epoch": bench_epoch}
+  for what in _WHAT.value:
+    if what not in benches:
+      raise app.UsageError(f"--what: unknown {what!r}; choose from {sorted(benches)}")
+    results[what] = benches[what]()
+  if _JSON.value:
+    with open(_JSON.value, "w") as f:
+      json.dump(results, f, indent=2, default=float)
+    print(f"Wrote {_JSON.value}")
+  del jax
+
+
+if __name__ == "__main__":
+  app.run(main)
