@@ -4,6 +4,7 @@ Runs one experiment of `experiments/` end to end: prepares the dataset if needed
 checkpoint per epoch (re-running resumes), evaluates the selected checkpoint and writes the report.
 """
 
+import os
 import pickle
 import sys
 
@@ -36,6 +37,10 @@ def main(argv):
   if FLAGS.platform:
     jax.config.update("jax_platforms", FLAGS.platform)
   if FLAGS.distributed:
+    if ((FLAGS.platform or os.environ.get("JAX_PLATFORMS")) == "cpu"
+        and "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ):
+      # Collectives between CPU processes (the tests, launch/local.py): gloo over TCP.
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   elif any(FLAGS[name].present for name in ("coordinator_address", "num_processes",
@@ -53,7 +58,7 @@ def main(argv):
   except (ValueError, FileNotFoundError, pickle.UnpicklingError) as error:
     print(f"\nerror: {error}", file=sys.stderr)
     sys.exit(2)
-  if results:
+  if results and jax.process_index() == 0:
     test = results["test"]["metrics"]
     print(f"\n{FLAGS.experiment}: epoch {results['selected_epoch']} selected; test "
           + ", ".join(f"{k} {v:.3f}" for k, v in test.items()) + f"\nreport: {workdir}/report.md")

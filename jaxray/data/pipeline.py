@@ -5,9 +5,11 @@ device inside the jitted step (see `augment.py`). The order of the training exam
 function of (seed, epoch), so a run resumed at an epoch boundary sees exactly the batches it
 would have seen without the interruption, with no iterator state to checkpoint.
 
-Every batch is this process's share of the global batch: with P processes each reads every P-th
-example, and evaluation pads the last batch and masks the padding, so every example is counted
-exactly once whatever the batch size and the number of devices or hosts.
+Every batch is this process's share of the global batch: with P processes, process p reads the
+p-th contiguous block of B / P examples of every global batch of B, so the global batch is the
+same array, in the same order, on one device, many devices or many hosts. Evaluation pads the
+last batch and masks the padding, so every example is counted exactly once whatever the batch
+size and the number of devices or hosts.
 """
 
 import math
@@ -63,8 +65,12 @@ def train_batches(source, *, batch_size: int, image_size: int, seed: int, epoch:
   dataset = (grain.MapDataset.source(source)
              .map_with_index(ToModelInput(image_size))
              .shuffle(seed=_epoch_seed(seed, epoch)))
-  dataset = dataset[:steps * batch_size][jax.process_index()::jax.process_count()]
-  dataset = dataset.batch(_per_process(batch_size), drop_remainder=True)
+  # Global batch s is positions [s * B, (s + 1) * B) of the shuffled epoch whatever the number of
+  # processes; process p reads the p-th contiguous block of it. Contiguous, not strided: the
+  # global batch is then the same array in the same order on one process or many, so every
+  # example keeps its position and hence its augmentation key.
+  dataset = dataset[:steps * batch_size].batch(_per_process(batch_size), drop_remainder=True)
+  dataset = dataset[jax.process_index()::jax.process_count()]
   options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
   return iter(dataset.to_iter_dataset(options))
 
@@ -73,11 +79,13 @@ def eval_batches(source, *, batch_size: int, image_size: int, num_threads: int =
                  prefetch: int = 4) -> Iterator[dict]:
   """Every example once, in order; the tail is padded to full batches with "mask" = 0."""
   local_batch = _per_process(batch_size)
-  processes, index = jax.process_count(), jax.process_index()
-  steps = math.ceil(math.ceil(len(source) / processes) / local_batch)
+  steps = num_eval_steps(len(source), batch_size)
+  # Global batch s is examples [s * B, (s + 1) * B), process p reading its p-th block of B / P;
+  # the last block is short and padded, and a process left without a block sends padding only.
   dataset = (grain.MapDataset.source(source)
-             .map_with_index(ToModelInput(image_size)))[index::processes]
-  dataset = dataset.batch(local_batch, drop_remainder=False)
+             .map_with_index(ToModelInput(image_size))
+             .batch(local_batch, drop_remainder=False))
+  dataset = dataset[jax.process_index()::jax.process_count()]
   options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
   produced = 0
   template = None
@@ -104,5 +112,6 @@ def _pad(batch: dict, size: int) -> dict:
 
 
 def num_eval_steps(num_examples: int, batch_size: int) -> int:
-  local_batch = _per_process(batch_size)
-  return math.ceil(math.ceil(num_examples / jax.process_count()) / local_batch)
+  """Global batches to cover every example once (the last one padded); the same on every process."""
+  _per_process(batch_size)
+  return math.ceil(num_examples / batch_size)

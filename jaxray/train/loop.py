@@ -36,6 +36,13 @@ def _is_chief() -> bool:
   return jax.process_index() == 0
 
 
+def _sync(name: str) -> None:
+  """Waits for every process (multi-host runs); a no-op with one process."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
 def _check_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
   """Never mix two configurations in one workdir: only num_epochs may grow between runs."""
   path = workdir / "config.json"
@@ -68,6 +75,19 @@ def _write_history(workdir: pathlib.Path, history: list[dict]) -> None:
     tmp = workdir / "metrics.jsonl.tmp"
     tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
     tmp.replace(workdir / "metrics.jsonl")
+
+
+def _load_data(config: ml_collections.ConfigDict, data_dir):
+  """Process 0 prepares the dataset if needed (in a folder every process sees) while the others
+  wait; then they open it. Several processes never write one dataset at the same time."""
+  def load():
+    return data.load(config.dataset.name, data_dir, config.dataset.get("prepared_dir") or None,
+                     config.dataset.get("config") or None)
+  if jax.process_count() == 1:
+    return load()
+  loaded = load() if _is_chief() else None
+  _sync("jaxray: dataset prepared")
+  return loaded or load()
 
 
 def predict(eval_fn, state, source, config, mesh, description="eval") -> dict:
@@ -126,9 +146,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
   mesh_lib.check_batch_size(config.input.batch_size, mesh, "input.batch_size")
   mesh_lib.check_batch_size(config.input.eval_batch_size, mesh, "input.eval_batch_size")
 
-  sources, info = data.load(config.dataset.name, data_dir,
-                            config.dataset.get("prepared_dir") or None,
-                            config.dataset.get("config") or None)
+  sources, info = _load_data(config, data_dir)
   class_names = tuple(info.features["label"].names)
   splits = {role: sources[config.dataset[f"{role}_split"]] for role in ("train", "val", "test")}
   if _is_chief():

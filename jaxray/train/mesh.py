@@ -13,7 +13,13 @@ DATA_AXIS = "data"
 
 
 def create_mesh() -> Mesh:
-  return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+  """All devices of all processes on one `data` axis, process 0's devices first.
+
+  Ordered by process so that process p's share of a global batch is its p-th contiguous block,
+  as the input pipeline reads it: the global batch is then the same array on 1 or N processes.
+  """
+  devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -31,7 +37,11 @@ def check_batch_size(batch_size: int, mesh: Mesh, field: str) -> None:
 
 
 def to_global(batch: dict, mesh: Mesh) -> dict:
-  """This process's share of a batch -> global arrays sharded over the `data` axis."""
+  """This process's share of a batch -> global arrays sharded over the `data` axis.
+
+  With P processes each passes B / P rows; process p's rows become rows [p B/P, (p+1) B/P) of
+  the global batch (its devices are the p-th block of the mesh).
+  """
   sharding = data_sharded(mesh)
   return {key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
           for key, value in batch.items()}
