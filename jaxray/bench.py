@@ -16,7 +16,8 @@ other work slows both alike):
             report 000's transforms, both with --workers workers.
   epoch     one training epoch end to end (grain batches -> jitted train step) plus one pass
             of evaluation over the validation split, on the prepared --raw_dir dataset or, without
-            it, the synthetic one.
+            it, the synthetic one; with --epoch_experiment=resnet18_pneumoniamnist
+            --data_dir=DIR, MedMNIST v2's recipe against MedMNIST's PyTorch training loop.
 
 The torch reference runs when torch and torchvision can be imported, and is skipped with a message
 otherwise. The platform (backend, device kind) is printed, so the same command measures a GPU.
@@ -43,6 +44,12 @@ _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps (after compilation) b
 _RAW_DIR = flags.DEFINE_string("raw_dir", None,
                                "Kermany-layout folder (holding chest_xray/{train,val,test}/ or "
                                "{train,val,test}/ directly) for the pipeline and epoch figures.")
+_EPOCH_EXPERIMENT = flags.DEFINE_string(
+    "epoch_experiment", None,
+    "Epoch figure: run this experiment's recipe (its dataset from --data_dir) instead of report "
+    "000's at 224 px. resnet18_pneumoniamnist also runs MedMNIST's PyTorch recipe as reference.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None,
+                                "The --epoch_experiment's raw data, as for python -m jaxray.main.")
 _PREPARED_DIR = flags.DEFINE_string("prepared_dir", None,
                                     "Where the prepared datasets go (default: a temporary folder).")
 _WORKERS = flags.DEFINE_integer("workers", 2, "grain threads / DataLoader workers.")
@@ -50,10 +57,10 @@ _PIPELINE_IMAGES = flags.DEFINE_integer("pipeline_images", 480,
                                         "Images per pipeline window (whole epochs of the train "
                                         "split, repeated).")
 _REFERENCE = flags.DEFINE_bool("reference", True, "Also measure the PyTorch reference.")
-_PLAIN_CONV = flags.DEFINE_bool("plain_conv", True,
-                                "On a CPU, also measure jaxray's train step with the plain XLA "
-                                "convolution gradients (jaxray.models.conv detour off): the "
-                                "before/after of that change, in the same run.")
+_OTHER_CONV_GRAD = flags.DEFINE_bool(
+    "other_conv_grad", True,
+    "On a CPU, also measure jaxray's train step with the other convolution weight-gradient path "
+    "(jaxray.models.conv's im2col detour toggled), in the same run.")
 _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 0, "torch.set_num_threads (0: default).")
 _JSON = flags.DEFINE_string("json", None, "Write every figure to this JSON file.")
 
@@ -113,7 +120,8 @@ def _platform():
   device = jax.devices()[0]
   info = {"backend": jax.default_backend(), "device_kind": device.device_kind,
           "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
-          "jax": jax.__version__, "python": sys.version.split()[0]}
+          "jax": jax.__version__, "python": sys.version.split()[0],
+          "xla_flags": os.environ.get("XLA_FLAGS", "")}
   try:
     info["load_average"] = os.getloadavg()
   except OSError:
@@ -211,27 +219,30 @@ def bench_train():
     config = _base_config(size, batch, stem)
     jax_run, compile_seconds = _jax_train_runner(config, steps)
     runners = {"jaxray": jax_run}
-    if _PLAIN_CONV.value and jax.default_backend() == "cpu":
-      conv_lib.IM2COL_WEIGHT_GRAD = False  # read when the step is traced (its first call)
+    detour = conv_lib.im2col_weight_grad_enabled()
+    if _OTHER_CONV_GRAD.value and jax.default_backend() == "cpu":
+      saved = conv_lib.IM2COL_WEIGHT_GRAD
+      conv_lib.IM2COL_WEIGHT_GRAD = not detour  # read when the step is traced (its first call)
       try:
-        runners["jaxray_plain_conv"], _ = _jax_train_runner(config, steps)
+        runners["jaxray_other_conv_grad"], _ = _jax_train_runner(config, steps)
       finally:
-        conv_lib.IM2COL_WEIGHT_GRAD = True
+        conv_lib.IM2COL_WEIGHT_GRAD = saved
     if torch_pair:
       runners["torch"] = _torch_train_runner(*torch_pair, size, batch, stem, steps)
     figures = _interleaved(runners, _WINDOWS.value)
     figures.update(image_size=size, batch_size=batch, stem=stem, steps_per_window=steps,
-                   jaxray_compile_seconds=compile_seconds)
+                   jaxray_compile_seconds=compile_seconds, im2col_weight_grad=detour)
     _print_pair(f"{size}px batch {batch} {stem}", figures)
-    if "jaxray_plain_conv" in figures:
-      plain = figures["jaxray_plain_conv"]
-      figures["ratio_plain_conv"] = plain["median"] / figures["torch"]["median"] if (
+    if "jaxray_other_conv_grad" in figures:
+      other = figures["jaxray_other_conv_grad"]
+      figures["ratio_other_conv_grad"] = other["median"] / figures["torch"]["median"] if (
           "torch" in figures) else None
-      figures["speedup_vs_plain_conv"] = figures["jaxray"]["median"] / plain["median"]
-      line = f"  {'  (plain XLA conv grads)':22s} jaxray {_fmt(plain)}"
-      if figures["ratio_plain_conv"] is not None:
-        line += f" | ratio {figures['ratio_plain_conv']:.2f}x"
-      print(line + f" | detour speed-up {figures['speedup_vs_plain_conv']:.2f}x", flush=True)
+      figures["speedup_vs_other_conv_grad"] = figures["jaxray"]["median"] / other["median"]
+      label = "(im2col weight grads)" if not detour else "(XLA weight grads)"
+      line = f"  {label:>30s} jaxray {_fmt(other)}"
+      if figures["ratio_other_conv_grad"] is not None:
+        line += f" | ratio {figures['ratio_other_conv_grad']:.2f}x"
+      print(line + f" | default is {figures['speedup_vs_other_conv_grad']:.2f}x this", flush=True)
     results[spec] = figures
   return results
 
@@ -326,59 +337,136 @@ def bench_pipeline():
   return figures
 
 
-def bench_epoch():
-  import jax
-  from jaxray import data, models
-  from jaxray.data import pipeline
-  from jaxray.train import mesh as mesh_lib, optimizer, steps as steps_lib
+def _epoch_setup():
+  """(config, train source, val source, dataset label) for the epoch figure."""
+  from jaxray import config as config_lib, data
+  if _EPOCH_EXPERIMENT.value:
+    config = config_lib.load(_EPOCH_EXPERIMENT.value)
+    config.input.num_threads = _WORKERS.value
+    sources, _ = data.load(config.dataset.name, _DATA_DIR.value,
+                           _prepared_dir(f"{config.dataset.name}_{config.dataset.get('config')}"),
+                           config.dataset.get("config") or None)
+    return config, sources["train"], sources["val"], _EPOCH_EXPERIMENT.value
   config = _base_config(224, 32)
   if _RAW_DIR.value:
     sources, name = _load_chest_xray(), "chest_xray"
   else:
     sources, _ = data.load("synthetic", prepared_dir=_prepared_dir("synthetic"))
     name = "synthetic"
-  train, val = sources["train"], sources["val"]
-  batch = min(32, len(train))
+  batch = min(32, len(sources["train"]))
   config.input.batch_size = config.input.eval_batch_size = batch
+  return config, sources["train"], sources["val"], name
+
+
+def _jax_epoch_runner(config, train, val):
+  import jax
+  from jaxray import models
+  from jaxray.data import pipeline
+  from jaxray.train import mesh as mesh_lib, optimizer, steps as steps_lib
+  size, batch = config.input.image_size, config.input.batch_size
   mesh = mesh_lib.create_mesh()
-  model = models.build_model(config.model, 2, 224, config.seed)
+  model = models.build_model(config.model, 2, size, config.seed)
   steps_per_epoch = pipeline.steps_per_epoch(len(train), batch)
   tx = optimizer.build(config.optimizer, steps_per_epoch)
   graphdef, state = steps_lib.create_state(model, tx, config.seed)
   replicated = mesh_lib.replicated(mesh)
-  state = jax.device_put(state, replicated)
+  holder = {"state": jax.device_put(state, replicated), "epoch": 0}
   train_fn, eval_fn = steps_lib.jit_steps(graphdef, tx, config, replicated,
                                           mesh_lib.data_sharded(mesh))
 
-  def one_epoch(epoch):
-    nonlocal state
+  def one_epoch():
+    epoch, holder["epoch"] = holder["epoch"], holder["epoch"] + 1
     started = time.perf_counter()
     running = jax.device_put(steps_lib.zero_metrics(), replicated)
-    for b in pipeline.train_batches(train, batch_size=batch, image_size=224, seed=0,
+    for b in pipeline.train_batches(train, batch_size=batch, image_size=size, seed=0,
                                     epoch=epoch, num_threads=_WORKERS.value):
-      state, running = train_fn(state, mesh_lib.to_global(b, mesh), running)
+      holder["state"], running = train_fn(holder["state"], mesh_lib.to_global(b, mesh), running)
     jax.block_until_ready(running)
     train_seconds = time.perf_counter() - started
-    outputs = [eval_fn(state, mesh_lib.to_global(b, mesh))["probabilities"]
-               for b in pipeline.eval_batches(val, batch_size=batch, image_size=224,
-                                              num_threads=_WORKERS.value)]
+    outputs = [eval_fn(holder["state"], mesh_lib.to_global(b, mesh))["probabilities"]
+               for b in pipeline.eval_batches(val, batch_size=config.input.eval_batch_size,
+                                              image_size=size, num_threads=_WORKERS.value)]
     jax.block_until_ready(outputs)
-    return train_seconds, time.perf_counter() - started
+    return steps_per_epoch * batch, train_seconds, time.perf_counter() - started
 
-  started = time.perf_counter()
-  one_epoch(0)
-  first = time.perf_counter() - started
-  timings = [one_epoch(e) for e in range(1, max(2, _WINDOWS.value // 2) + 1)]
-  train_images = steps_per_epoch * batch
+  return one_epoch
+
+
+def _torch_medmnist_epoch_runner(torch, torchvision, config, train, val):
+  """MedMNIST v2's PyTorch recipe (MedMNIST/experiments, train_and_eval_pytorch.py): its ResNet-18
+  (28) (torchvision's blocks, 1 input channel, 3x3 stride-1 stem, no max-pool), Adam 1e-3,
+  MultiStepLR, CrossEntropyLoss, shuffled batches of 128 with the last partial one kept, then a
+  pass over val. Images are normalized once up front and served from a TensorDataset, cheaper
+  than MedMNIST's per-image PIL transforms: the reference gets the faster input path."""
+  import numpy as np
+  size, batch = config.input.image_size, config.input.batch_size
+  model = torchvision.models.resnet18(num_classes=2)
+  model.conv1 = torch.nn.Conv2d(1, 64, 3, 1, 1, bias=False)
+  model.maxpool = torch.nn.Identity()
+  opt = torch.optim.Adam(model.parameters(), lr=config.optimizer.learning_rate)
+  scheduler = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[50, 75], gamma=0.1)
+  loss_fn = torch.nn.CrossEntropyLoss()
+
+  def tensors(source):
+    images = np.stack([source[i]["image"] for i in range(len(source))])[..., :1]
+    labels = np.array([source[i]["label"] for i in range(len(source))], np.int64)
+    images = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.5
+    return torch.utils.data.TensorDataset(images, torch.from_numpy(labels))
+
+  train_loader = torch.utils.data.DataLoader(tensors(train), batch_size=batch, shuffle=True)
+  val_loader = torch.utils.data.DataLoader(tensors(val), batch_size=config.input.eval_batch_size)
+
+  def one_epoch():
+    started = time.perf_counter()
+    model.train()
+    seen = 0
+    for images, labels in train_loader:
+      opt.zero_grad()
+      loss = loss_fn(model(images), labels)
+      loss.backward()
+      opt.step()
+      seen += len(labels)
+    scheduler.step()
+    train_seconds = time.perf_counter() - started
+    model.eval()
+    with torch.no_grad():
+      for images, _ in val_loader:
+        torch.softmax(model(images), dim=1)
+    return seen, train_seconds, time.perf_counter() - started
+
+  return one_epoch
+
+
+def bench_epoch():
+  config, train, val, name = _epoch_setup()
+  size, batch = config.input.image_size, config.input.batch_size
+  runners = {"jaxray": _jax_epoch_runner(config, train, val)}
+  torch_pair = _torch()
+  if torch_pair and _EPOCH_EXPERIMENT.value == "resnet18_pneumoniamnist":
+    runners["torch"] = _torch_medmnist_epoch_runner(*torch_pair, config, train, val)
+  elif torch_pair and _EPOCH_EXPERIMENT.value:
+    print(f"  (no PyTorch reference epoch for {_EPOCH_EXPERIMENT.value})")
+  print(f"Epoch end to end ({name}: {len(train)} train, {len(val)} val, {size} px, "
+        f"batch {batch}):", flush=True)
   figures = {"dataset": name, "train_examples": len(train), "val_examples": len(val),
-             "batch_size": batch, "first_epoch_seconds_with_compile": first,
-             "epoch_seconds": _summary([t for _, t in timings]),
-             "train_images_per_second": _summary([train_images / t for t, _ in timings])}
-  print(f"Epoch end to end ({name}: {len(train)} train, {len(val)} val, 224 px, batch {batch}):")
-  s = figures["epoch_seconds"]
-  print(f"  epoch {s['median']:.1f} s [{s['min']:.1f} .. {s['max']:.1f}] (first, with "
-        f"compilation: {first:.1f} s); training part "
-        f"{_fmt(figures['train_images_per_second'])}", flush=True)
+             "image_size": size, "batch_size": batch}
+  first = {n: run()[2] for n, run in runners.items()}  # compilation / warm-up epoch
+  timings = {n: [] for n in runners}
+  for _ in range(max(2, _WINDOWS.value // 2)):
+    for n, run in runners.items():
+      timings[n].append(run())
+  for n in runners:
+    figures[n] = {"first_epoch_seconds": first[n],
+                  "epoch_seconds": _summary([t for _, _, t in timings[n]]),
+                  "train_images_per_second": _summary([i / t for i, t, _ in timings[n]])}
+    e = figures[n]["epoch_seconds"]
+    print(f"  {n:7s} epoch {e['median']:.1f} s [{e['min']:.1f} .. {e['max']:.1f}] (first, with "
+          f"compilation: {first[n]:.1f} s); training part "
+          f"{_fmt(figures[n]['train_images_per_second'])}", flush=True)
+  if "torch" in figures:
+    figures["ratio"] = (figures["torch"]["epoch_seconds"]["median"]
+                        / figures["jaxray"]["epoch_seconds"]["median"])
+    print(f"  epoch time ratio torch / jaxray: {figures['ratio']:.2f}x", flush=True)
   return figures
 
 
@@ -391,6 +479,8 @@ def main(argv):
         f"jax {platform['jax']}, torch {platform.get('torch', 'not installed')}"
         + (f", load average {platform['load_average'][0]:.1f}" if "load_average" in platform
            else ""))
+  if platform["backend"] == "cpu":
+    print(f"XLA_FLAGS: {platform['xla_flags'] or '(none)'}", flush=True)
   results = {"platform": platform}
   benches = {"train": bench_train, "pipeline": bench_pipeline, "epoch": bench_epoch}
   for what in _WHAT.value:

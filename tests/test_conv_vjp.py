@@ -48,6 +48,7 @@ def _inputs(shape, seed=0):
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "b{}_s{}_c{}-{}_k{}_st{}_p{}".format(*s))
 def test_values_and_gradients_match_lax_conv(shape, monkeypatch):
   # Every convolution takes the custom weight gradient here, whatever its size.
+  monkeypatch.setattr(conv_lib, "IM2COL_WEIGHT_GRAD", True)
   monkeypatch.setattr(conv_lib, "_IM2COL_GRAD_MIN_SPATIAL", 1)
   monkeypatch.setattr(conv_lib, "_IM2COL_GRAD_MIN_CHANNELS", 1)
   *_, stride, pad = shape
@@ -64,8 +65,9 @@ def test_values_and_gradients_match_lax_conv(shape, monkeypatch):
                                err_msg=name)
 
 
-def test_custom_vjp_is_used_on_cpu():
+def test_custom_vjp_is_used_on_cpu(monkeypatch):
   """The CPU path really goes through the custom VJP for the shapes the heuristic selects."""
+  monkeypatch.setattr(conv_lib, "IM2COL_WEIGHT_GRAD", True)
   x, w, _ = _inputs((2, 16, 16, 16, 3, 1, 1))
   assert conv_lib.uses_im2col_weight_grad(x.shape, w.shape, (1, 1), ((1, 1), (1, 1)))
   assert conv_lib.uses_im2col_weight_grad((2, 56, 56, 64), (1, 1, 64, 128), (2, 2),
@@ -79,10 +81,14 @@ def test_custom_vjp_is_used_on_cpu():
   if jax.default_backend() == "cpu":
     jaxpr = jax.make_jaxpr(lambda x, w: _ours(x, w, 1, 1))(jnp.zeros((2, 16, 16, 16)), w)
     assert "custom_vjp_call" in str(jaxpr)
+    monkeypatch.setattr(conv_lib, "IM2COL_WEIGHT_GRAD", False)
+    jaxpr = jax.make_jaxpr(lambda x, w: _ours(x, w, 1, 1))(jnp.zeros((2, 16, 16, 16)), w)
+    assert "custom_vjp_call" not in str(jaxpr)
 
 
-def test_network_gradients_match_lax_conv():
+def test_network_gradients_match_lax_conv(monkeypatch):
   """jit(grad) of a small two-conv network matches plain lax.conv end to end."""
+  monkeypatch.setattr(conv_lib, "IM2COL_WEIGHT_GRAD", True)
   x, w1, _ = _inputs((2, 16, 16, 16, 3, 1, 1), seed=1)
   w2 = jax.random.normal(jax.random.PRNGKey(2), (1, 1, 16, 32)) / 4.0
 

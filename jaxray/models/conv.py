@@ -6,8 +6,9 @@ Two CPU-only detours, both exact up to float rounding (tests/test_conv_vjp.py):
   2x2 (e.g. ResNet's last stage at 64-px inputs: 185 ms instead of 4 ms for batch 32, 512
   channels). Such maps are convolved as im2col (shifted slices) + one matrix multiply instead,
   and autodiff differentiates that.
-* Weight gradients. XLA:CPU computes a convolution's weight gradient as another convolution whose
-  "kernel" is the whole output map, at a fraction of the forward convolution's speed (measured
+* Weight gradients, when jaxlib's YNNPACK convolutions are in use (jaxray turns them off on the
+  CPU, see jaxray/xla_cpu.py; this detour is for runs that keep them). YNNPACK computes a
+  convolution's weight gradient at a fraction of the forward convolution's speed (measured
   3-6x slower for ResNet's 14x14 and 28x28 stages, ~5x for strided 1x1 projections). Through a
   `jax.custom_vjp`, the forward stays `lax.conv_general_dilated` and so does the input gradient
   (XLA's transposed convolution is fast), while the weight gradient of the convolutions where it
@@ -23,15 +24,19 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxray import xla_cpu
+
 _SMALL_SPATIAL = 2  # feature maps at most this many pixels on a side take the im2col path
 # Weight gradients by im2col + matmul for outputs at least this large on a side (smaller maps:
 # XLA's own weight-gradient convolution measured as fast or faster); inputs with fewer channels
 # (the RGB stem) stay with XLA.
 _IM2COL_GRAD_MIN_SPATIAL = 14
 _IM2COL_GRAD_MIN_CHANNELS = 16
-# Off: the plain XLA convolution's autodiff everywhere (read at trace time; `jaxray.bench`
-# measures both). The tiny-map forward detour stays: without it XLA:CPU is unusably slow there.
-IM2COL_WEIGHT_GRAD = True
+# None (default): the detour only where YNNPACK computes CPU convolutions (jaxray.xla_cpu); with
+# XLA's own convolutions the plain weight gradient measured faster (BENCH.md). True/False force
+# it (read at trace time; `jaxray.bench` measures both). The tiny-map forward detour always
+# stays: without it XLA:CPU is unusably slow there.
+IM2COL_WEIGHT_GRAD = None
 
 
 def _patches(x, kernel_shape, strides, padding, out_hw):
@@ -102,6 +107,12 @@ def _output_size(size, kernel, stride, pad):
   return (size + sum(pad) - kernel) // stride + 1
 
 
+def im2col_weight_grad_enabled() -> bool:
+  if IM2COL_WEIGHT_GRAD is None:
+    return xla_cpu.ynn_convolutions()
+  return bool(IM2COL_WEIGHT_GRAD)
+
+
 def uses_im2col_weight_grad(x_shape, kernel_shape, strides, padding) -> bool:
   """Whether the CPU path computes this convolution's weight gradient by im2col + matmul."""
   kh, kw, cin, _ = kernel_shape
@@ -129,7 +140,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     pads = tuple((int(lo), int(hi)) for lo, hi in padding)
     if max(lhs.shape[1:3]) <= _SMALL_SPATIAL:
       return _im2col(lhs, rhs, strides, pads).astype(jnp.result_type(lhs, rhs))
-    if (IM2COL_WEIGHT_GRAD and lhs.dtype == rhs.dtype == jnp.float32
+    if (im2col_weight_grad_enabled() and lhs.dtype == rhs.dtype == jnp.float32
         and uses_im2col_weight_grad(lhs.shape, rhs.shape, strides, pads)):
       return conv_im2col_weight_grad(lhs, rhs, strides, pads)
   return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
