@@ -61,7 +61,11 @@ def load(name: str, data_dir: str | None = None, prepared_dir: str | None = None
          config: str | None = None):
   """Prepares `name` if needed and returns ({split: random-access source}, tfds DatasetInfo)."""
   builder = get_builder(name, prepared_dir, config)
-  manual_dir = data_dir if getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None) else None
+  # Builders read --data_dir when they need raw files by hand (MANUAL_DOWNLOAD_INSTRUCTIONS) or
+  # can use them instead of downloading (RAW_DATA_OPTIONAL, given as `builder.raw_data`).
+  optional = getattr(builder, "RAW_DATA_OPTIONAL", False)
+  takes_raw = optional or getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
+  manual_dir = data_dir if takes_raw and data_dir else None
   _check_source(builder, manual_dir)
   if not builder.is_prepared():
     if getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None) and not data_dir:
@@ -70,6 +74,9 @@ def load(name: str, data_dir: str | None = None, prepared_dir: str | None = None
           f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}")
     if manual_dir is not None and hasattr(builder, "validate_manual_dir"):
       builder.validate_manual_dir(manual_dir)  # a clear error before TFDS starts writing
+    if optional:
+      builder.raw_data = os.path.expanduser(data_dir) if data_dir else None
+      data_dir = None  # not TFDS's manual dir: that one must be a non-empty folder
     download_config = tfds.download.DownloadConfig(
         manual_dir=os.path.expanduser(data_dir) if data_dir else None)
     builder.download_and_prepare(download_config=download_config)

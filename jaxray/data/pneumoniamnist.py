@@ -171,9 +171,11 @@ class PneumoniaMnist(tfds.core.GeneratorBasedBuilder):
                             "losslessly as PNG."}
   BUILDER_CONFIGS = list(CONFIGS)
   DEFAULT_CONFIG_NAME = "28"
-  # Deliberately no MANUAL_DOWNLOAD_INSTRUCTIONS: the file is optional (downloaded when absent),
-  # so `jaxray.data.load` must not insist on --data_dir. --data_dir still reaches the builder as
-  # TFDS's manual dir, and a file there is used first.
+  # No MANUAL_DOWNLOAD_INSTRUCTIONS: the file is optional (downloaded when absent), so
+  # `jaxray.data.load` must not insist on --data_dir. It hands --data_dir over as `raw_data`
+  # (a folder or the .npz itself), and a file there is used first.
+  RAW_DATA_OPTIONAL = True
+  raw_data: str | None = None
 
   def _info(self):
     size = self.builder_config.size
@@ -199,13 +201,7 @@ class PneumoniaMnist(tfds.core.GeneratorBasedBuilder):
       read_npz(path, self.builder_config)
 
   def _source_file(self, dl_manager) -> pathlib.Path:
-    # `dl_manager.manual_dir` is only offered to builders that declare manual-download
-    # instructions and insists on a non-empty folder; we want the --data_dir path as passed (a
-    # folder or the .npz itself), or nothing when TFDS filled in its default.
-    manual_dir = getattr(dl_manager, "_manual_dir", None)
-    default = pathlib.Path(dl_manager.download_dir) / "manual"
-    if manual_dir and pathlib.Path(manual_dir) == default:
-      manual_dir = None
+    manual_dir = self.raw_data
     path = find_file(manual_dir, self.builder_config)
     if path is not None:
       return path
