@@ -112,10 +112,10 @@ def test_read_for_storage_converts_modes_and_skips_non_images(tmp_path, caplog):
   rgba = Image.new("RGBA", (300, 500), (255, 255, 255, 0))
   rgba.paste((200, 100, 50, 255), (0, 0, 150, 500))
   rgba.save(tmp_path / "a.png")
-  stored = Image.open(__import__("io").BytesIO(images.read_for_storage(tmp_path / "a.png")))
-  assert stored.mode == "L" and stored.size == (256, 427)
-  pixels = np.asarray(stored)
+  pixels = images.read_for_storage(tmp_path / "a.png")
+  assert pixels.dtype == np.uint8 and pixels.shape == (427, 256, 1)  # (H, W, 1), short side 256
   assert pixels[:, -10:].max() == 0  # transparent -> black
+  assert pixels[:, :100].min() > 0
   (tmp_path / "desktop.ini").write_text("[.ShellClassInfo]")
   assert images.read_for_storage(tmp_path / "desktop.ini") is None
   assert "desktop.ini" in caplog.text

@@ -44,7 +44,7 @@ def raw(tmp_path_factory):
 def test_prepares_official_splits_pixel_for_pixel(raw, tmp_path):
   folder, arrays = raw
   sources, info = data.load("pneumoniamnist", str(folder), str(tmp_path), "28")
-  assert info.full_name == "pneumoniamnist/28/1.0.0"
+  assert info.full_name == "pneumoniamnist/28/2.0.0"
   assert info.features["label"].names == ["NORMAL", "PNEUMONIA"]
   assert {split: len(source) for split, source in sources.items()} == SIZES
   for split, source in sources.items():
@@ -102,7 +102,7 @@ def test_not_an_npz_is_named(tmp_path):
 def test_larger_sizes_are_their_own_config(tmp_path):
   arrays = make_npz(tmp_path / "data" / "pneumoniamnist_64.npz", size=64)
   sources, info = data.load("pneumoniamnist", str(tmp_path / "data"), str(tmp_path / "tfds"), "64")
-  assert info.full_name == "pneumoniamnist/64/1.0.0"
+  assert info.full_name == "pneumoniamnist/64/2.0.0"
   np.testing.assert_array_equal(sources["val"][2]["image"][..., 0], arrays["val_images"][2])
 
 

@@ -57,8 +57,9 @@ def find_root(manual_dir) -> pathlib.Path:
 class ChestXray(tfds.core.GeneratorBasedBuilder):
   """Kermany chest X-ray (pneumonia vs normal), Kaggle split layout."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Grayscale PNG, shorter side bounded at 256 px."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {"1.0.0": "Grayscale PNG, shorter side bounded at 256 px.",
+                   "2.0.0": "Raw uint8 pixels instead of PNG: the same pixels, read ~40x faster."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
   validate_manual_dir = staticmethod(find_root)
 
@@ -66,7 +67,7 @@ class ChestXray(tfds.core.GeneratorBasedBuilder):
     return self.dataset_info_from_configs(
         description=__doc__,
         features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
+            "image": images.image_feature(),
             "label": tfds.features.ClassLabel(names=CLASS_NAMES),
             "subtype": tfds.features.ClassLabel(names=SUBTYPES),
             "file_name": tfds.features.Text(),
@@ -86,11 +87,11 @@ class ChestXray(tfds.core.GeneratorBasedBuilder):
       for path in sorted((split_dir / label).iterdir()):
         if path.suffix.lower() not in images.IMAGE_SUFFIXES:
           continue
-        encoded = images.read_for_storage(path)
-        if encoded is None:
+        pixels = images.read_for_storage(path)
+        if pixels is None:
           continue
         yield f"{label}/{path.name}", {
-            "image": encoded,
+            "image": pixels,
             "label": label,
             "subtype": subtype(path.name, label),
             "file_name": path.name,

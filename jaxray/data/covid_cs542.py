@@ -17,7 +17,7 @@ same images. Another seed is another dataset config: `two_seed7`, `all_seed1`, .
 into its own folder), which is how the spread due to a ~30-image validation split is measured.
 
 Real folders mix JPEG and PNG, L / RGB / RGBA images and stray files (`desktop.ini`). Every
-file is tried; what decodes is stored as 8-bit grayscale PNG (RGBA composited on black), what
+file is tried; what decodes is stored as 8-bit grayscale pixels (RGBA composited on black), what
 does not is skipped with a warning naming it. The per-split, per-class counts, the skipped files
 and the validation file names are printed at preparation and kept in `metadata.json` beside the
 prepared data (`builder.info.metadata`).
@@ -99,13 +99,13 @@ def read_folder(split_dir: pathlib.Path, class_names, relative_to: pathlib.Path)
       skipped.append(str(entry.relative_to(relative_to)))
   for label, name in enumerate(class_names):
     for path in sorted((split_dir / name).iterdir()):
-      encoded = images.read_for_storage(path) if path.is_file() else None
-      if encoded is None:
+      pixels = images.read_for_storage(path) if path.is_file() else None
+      if pixels is None:
         if not path.is_file():
           logging.warning("Skipping %s: not a file", path)
         skipped.append(str(path.relative_to(relative_to)))
         continue
-      examples.append((label, path.name, encoded))
+      examples.append((label, path.name, pixels))
   return examples, skipped
 
 
@@ -141,9 +141,10 @@ def _summary(name: str, root: pathlib.Path, config, counts: dict, skipped: list)
 class CovidCs542(tfds.core.GeneratorBasedBuilder):
   """CS542 COVID-19 chest X-ray class challenge (report 004): configs `two` and `all`."""
 
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("2.0.0")
   RELEASE_NOTES = {"1.0.0": "Grayscale PNG, shorter side bounded at 256 px; val carved from "
-                            "train (15%, stratified, seed 42)."}
+                            "train (15%, stratified, seed 42).",
+                   "2.0.0": "Raw uint8 pixels instead of PNG: the same pixels, read ~40x faster."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
   BUILDER_CONFIGS = [
       CovidCs542Config(name="two", folder="two", class_names=TWO_CLASSES,
@@ -177,7 +178,7 @@ class CovidCs542(tfds.core.GeneratorBasedBuilder):
     return self.dataset_info_from_configs(
         description=__doc__,
         features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
+            "image": images.image_feature(),
             "label": tfds.features.ClassLabel(names=self.builder_config.class_names),
             "file_name": tfds.features.Text(),
             "patient_id": tfds.features.Text(),
@@ -214,9 +215,9 @@ class CovidCs542(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, examples):
     class_names = self.builder_config.class_names
-    for label, name, encoded in examples:
+    for label, name, pixels in examples:
       yield f"{class_names[label]}/{name}", {
-          "image": encoded,
+          "image": pixels,
           "label": label,
           "file_name": name,
           "patient_id": patient_id(name),

@@ -1,13 +1,16 @@
 """Reading image files once, at dataset preparation.
 
-Every dataset stores 8-bit grayscale PNGs with a bounded size, so an epoch never decodes a
+Every dataset stores 8-bit grayscale pixels with a bounded size, so an epoch never decodes a
 2000-pixel JPEG again and the input pipeline's cost does not depend on the source resolution.
+The pixels are stored raw (uncompressed uint8), not as PNG: decoding a 256-px PNG took 1.6 of
+the 2.3 ms an example cost the input pipeline, reading raw pixels takes 0.05 ms. The price is
+disk space, about 1.6x the PNG size (~75 KB an image at 256 px).
 """
 
-import io
 import logging
 
 import numpy as np
+import tensorflow_datasets as tfds
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".gif")
@@ -40,18 +43,23 @@ def bound_size(image: Image.Image, short_side: int = STORED_SHORT_SIDE) -> Image
   return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
 
 
-def encode_png(image: Image.Image) -> bytes:
-  buffer = io.BytesIO()
-  image.save(buffer, format="PNG", compress_level=1)
-  return buffer.getvalue()
+def image_feature(shape=(None, None, 1)) -> tfds.features.Tensor:
+  """The TFDS feature every builder stores images in: raw (H, W, 1) uint8 pixels."""
+  return tfds.features.Tensor(shape=shape, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES)
 
 
-def read_for_storage(path, short_side: int = STORED_SHORT_SIDE) -> bytes | None:
-  """The PNG bytes to store for `path`, or None (with a warning naming it) if it is not an image."""
+def to_stored(image) -> np.ndarray:
+  """A grayscale PIL image or (H, W) uint8 array -> the (H, W, 1) uint8 array to store."""
+  array = np.asarray(image, dtype=np.uint8)
+  return array.reshape(array.shape[0], array.shape[1], 1)
+
+
+def read_for_storage(path, short_side: int = STORED_SHORT_SIDE) -> np.ndarray | None:
+  """The pixels to store for `path`, or None (with a warning naming it) if it is not an image."""
   try:
     with Image.open(path) as image:
       image.load()
-      return encode_png(bound_size(to_grayscale(image), short_side))
+      return to_stored(bound_size(to_grayscale(image), short_side))
   except (UnidentifiedImageError, OSError, ValueError) as error:
     logging.warning("Skipping %s: not a readable image (%s)", path, error)
     return None

@@ -24,7 +24,6 @@ import urllib.request
 
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 
 from jaxray.data import images
 
@@ -166,9 +165,10 @@ class PneumoniaMnist(tfds.core.GeneratorBasedBuilder):
   """PneumoniaMNIST (MedMNIST v2), official splits, one config per image size."""
 
   name = "pneumoniamnist"
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("2.0.0")
   RELEASE_NOTES = {"1.0.0": "Official MedMNIST splits in their official order, images stored "
-                            "losslessly as PNG."}
+                            "losslessly as PNG.",
+                   "2.0.0": "Raw uint8 pixels instead of PNG: the same pixels, read ~40x faster."}
   BUILDER_CONFIGS = list(CONFIGS)
   DEFAULT_CONFIG_NAME = "28"
   # No MANUAL_DOWNLOAD_INSTRUCTIONS: the file is optional (downloaded when absent), so
@@ -182,7 +182,7 @@ class PneumoniaMnist(tfds.core.GeneratorBasedBuilder):
     return self.dataset_info_from_configs(
         description=__doc__,
         features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(size, size, 1), encoding_format="png"),
+            "image": images.image_feature((size, size, 1)),
             "label": tfds.features.ClassLabel(names=CLASS_NAMES),
             "file_name": tfds.features.Text(),
             "patient_id": tfds.features.Text(),
@@ -221,7 +221,7 @@ class PneumoniaMnist(tfds.core.GeneratorBasedBuilder):
     for index, (image, label) in enumerate(zip(images_, labels)):
       name = f"{split}_{index:05d}"
       yield name, {
-          "image": images.encode_png(Image.fromarray(image)),
+          "image": images.to_stored(image),
           "label": int(label),
           "file_name": name,
           "patient_id": name,  # MedMNIST keeps no patient identifier

@@ -10,7 +10,6 @@ gives the same bytes.
 
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 
 from jaxray.data import images
 
@@ -56,14 +55,15 @@ def phantom(rng: np.random.Generator, pneumonia: bool, size: int = IMAGE_SIZE) -
 class Synthetic(tfds.core.GeneratorBasedBuilder):
   """Synthetic two-class chest X-ray phantoms (no download)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release.",
+                   "2.0.0": "Raw uint8 pixels instead of PNG: the same pixels, read ~40x faster."}
 
   def _info(self):
     return self.dataset_info_from_configs(
         description=__doc__,
         features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
+            "image": images.image_feature(),
             "label": tfds.features.ClassLabel(names=CLASS_NAMES),
             "file_name": tfds.features.Text(),
             "patient_id": tfds.features.Text(),
@@ -80,7 +80,7 @@ class Synthetic(tfds.core.GeneratorBasedBuilder):
       label = int(rng.random() < 0.6)
       name = f"{split}_{index:05d}_{CLASS_NAMES[label].lower()}.png"
       yield name, {
-          "image": images.encode_png(Image.fromarray(phantom(rng, bool(label)))),
+          "image": images.to_stored(phantom(rng, bool(label))),
           "label": label,
           "file_name": name,
           "patient_id": f"phantom{_SPLIT_SEEDS[split]}_{index:05d}",
