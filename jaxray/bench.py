@@ -371,6 +371,7 @@ def _jax_epoch_runner(config, train, val):
   graphdef, state = steps_lib.create_state(model, tx, config.seed)
   replicated = mesh_lib.replicated(mesh)
   holder = {"state": jax.device_put(state, replicated), "epoch": 0}
+  eval_batch = pipeline.even_batch_size(len(val), config.input.eval_batch_size, mesh.size)
   train_fn, eval_fn = steps_lib.jit_steps(graphdef, tx, config, replicated,
                                           mesh_lib.data_sharded(mesh))
 
@@ -384,8 +385,8 @@ def _jax_epoch_runner(config, train, val):
     jax.block_until_ready(running)
     train_seconds = time.perf_counter() - started
     outputs = [eval_fn(holder["state"], mesh_lib.to_global(b, mesh))["probabilities"]
-               for b in pipeline.eval_batches(val, batch_size=config.input.eval_batch_size,
-                                              image_size=size, num_threads=_WORKERS.value)]
+               for b in pipeline.eval_batches(val, batch_size=eval_batch, image_size=size,
+                                              num_threads=_WORKERS.value)]
     jax.block_until_ready(outputs)
     return steps_per_epoch * batch, train_seconds, time.perf_counter() - started
 

@@ -134,7 +134,8 @@ def main():
     result["train_loss"] = losses
     result["train_accuracy"] = accuracies
     for split, size, seed in (("val", 37, 11), ("test", 45, 12)):
-      prediction = loop.predict(eval_fn, state, fake_split(size, seed), config, mesh, split)
+      prediction = loop.predict(eval_fn, state, fake_split(size, seed), config, mesh, split,
+                                batch_size=config.input.eval_batch_size)
       assert np.array_equal(prediction["index"], np.arange(size)), prediction["index"]
       result[split] = loop._split_summary(prediction, split)
       result[f"{split}_probabilities"] = prediction["probabilities"][:, 1].tolist()
@@ -142,7 +143,8 @@ def main():
   coverage = {}
   for size in map(int, args.coverage_sizes.split(",")):
     source = fake_split(size, seed=20)
-    prediction = loop.predict(eval_fn, state, source, config, mesh, "coverage")
+    prediction = loop.predict(eval_fn, state, source, config, mesh, "coverage",
+                              batch_size=config.input.eval_batch_size)
     counts = np.bincount(prediction["index"], minlength=size)
     labels_match = bool(np.array_equal(prediction["label"], [e["label"] for e in source]))
     coverage[size] = {"counts": counts.tolist(), "labels_match": labels_match,

@@ -54,3 +54,20 @@ def test_eval_counts_every_example_exactly_once(size, batch_size):
   assert all(len(b["mask"]) == batch_size for b in batches)
   kept = np.concatenate([b["index"][b["mask"]] for b in batches])
   np.testing.assert_array_equal(np.sort(kept), np.arange(size))
+
+
+@pytest.mark.parametrize("examples,max_batch,multiple,expected", [
+    (524, 256, 1, 175),  # PneumoniaMNIST val: 3 batches either way, 1 padded instead of 244
+    (524, 256, 4, 176),  # divisible over 4 devices
+    (16, 32, 1, 16),     # fewer examples than a batch: one batch, no padding
+    (16, 32, 8, 16),
+    (3, 32, 8, 8),       # never below one example per device
+    (512, 256, 1, 256),  # already even
+    (1, 1, 1, 1),
+])
+def test_even_batch_size_pads_as_little_as_the_same_number_of_batches_allows(
+    examples, max_batch, multiple, expected):
+  size = pipeline.even_batch_size(examples, max_batch, multiple)
+  assert size == expected
+  assert size % multiple == 0 and size <= max_batch
+  assert pipeline.num_eval_steps(examples, size) == pipeline.num_eval_steps(examples, max_batch)

@@ -111,6 +111,15 @@ def _pad(batch: dict, size: int) -> dict:
   return padded | {"mask": mask}
 
 
+def even_batch_size(num_examples: int, max_batch_size: int, multiple: int = 1) -> int:
+  """The smallest batch (a multiple of `multiple`, at most `max_batch_size`) that covers
+  `num_examples` in as few batches as `max_batch_size` does: 524 examples at most 256 a batch ->
+  3 batches of 176 (4 padded) rather than 3 of 256 (244 padded)."""
+  steps = max(1, math.ceil(num_examples / max_batch_size))
+  size = math.ceil(math.ceil(num_examples / steps) / multiple) * multiple
+  return min(max(size, multiple), max_batch_size)
+
+
 def num_eval_steps(num_examples: int, batch_size: int) -> int:
   """Global batches to cover every example once (the last one padded); the same on every process."""
   _per_process(batch_size)

@@ -90,9 +90,8 @@ def _load_data(config: ml_collections.ConfigDict, data_dir):
   return loaded or load()
 
 
-def predict(eval_fn, state, source, config, mesh, description="eval") -> dict:
+def predict(eval_fn, state, source, config, mesh, description="eval", *, batch_size) -> dict:
   """Every example of `source` once: label, probabilities, features, loss, index (host numpy)."""
-  batch_size = config.input.eval_batch_size
   batches = pipeline.eval_batches(source, batch_size=batch_size,
                                   image_size=config.input.image_size,
                                   num_threads=config.input.num_threads)
@@ -152,6 +151,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
   if _is_chief():
     print(f"Dataset {config.dataset.name}: "
           + ", ".join(f"{role} {len(source)}" for role, source in splits.items()))
+  # input.eval_batch_size is an upper bound: validation runs every epoch, so its batches are
+  # evened out to pad as little as possible; every split uses that one compiled shape.
+  eval_batch_size = pipeline.even_batch_size(len(splits["val"]), config.input.eval_batch_size,
+                                             mesh.size)
 
   num_outputs = 1 if config.model.loss == "sigmoid" else len(class_names)
   model = models.build_model(config.model, num_outputs, config.input.image_size, config.seed)
@@ -193,11 +196,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
               "train_loss": float(running["loss_sum"] / running["count"]),
               "train_accuracy": float(running["correct"] / running["count"]),
               "train_seconds": time.time() - started}
-    record.update(_split_summary(predict(eval_fn, state, splits["val"], config, mesh, "val"),
+    record.update(_split_summary(predict(eval_fn, state, splits["val"], config, mesh, "val",
+                                         batch_size=eval_batch_size),
                                  "val"))
     if config.track_test_per_epoch:
       record.update(_split_summary(predict(eval_fn, state, splits["test"], config, mesh,
-                                           "test"), "test"))
+                                           "test", batch_size=eval_batch_size), "test"))
     record["epoch_seconds"] = time.time() - started
     checkpoint.save(manager, epoch, state, record)
     history.append(record)
@@ -209,22 +213,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
   selected = checkpoint.best_epoch(history, selection.metric, selection.mode)
   state = checkpoint.restore(manager, selected, state)
   results = _final_evaluation(config, workdir, eval_fn, state, splits, class_names, mesh,
-                              history, selected, overrides)
+                              history, selected, overrides, eval_batch_size)
   manager.close()
   return results
 
 
 def _final_evaluation(config, workdir, eval_fn, state, splits, class_names, mesh, history,
-                      selected, overrides) -> dict:
+                      selected, overrides, eval_batch_size) -> dict:
   """Evaluates the selected checkpoint on val and test and writes every artifact."""
-  predictions = {split: predict(eval_fn, state, splits[split], config, mesh, split)
+  predictions = {split: predict(eval_fn, state, splits[split], config, mesh, split,
+                                batch_size=eval_batch_size)
                  for split in ("val", "test")}
   rng = np.random.default_rng(config.seed)
   train_size = len(splits["train"])
   sample = np.sort(rng.choice(train_size, min(train_size, config.evaluation.tsne_max_train),
                               replace=False))
   predictions["train"] = predict(eval_fn, state, Subset(splits["train"], sample), config, mesh,
-                                 "train (t-SNE sample)")
+                                 "train (t-SNE sample)", batch_size=eval_batch_size)
   if not _is_chief():
     return {}
   evaluation = config.evaluation
