@@ -13,6 +13,7 @@ from flax import nnx
 
 from jaxray.models import conv as conv_lib
 from jaxray.models import layers
+from jaxray.models import pooling
 
 # torchvision BatchNorm2d: eps 1e-5, running stats updated with momentum 0.1 (Flax: 0.9).
 _BN = dict(epsilon=1e-5, momentum=0.9)
@@ -94,7 +95,7 @@ class ResNet(nnx.Module):
   def __call__(self, x, train: bool = False):
     x = nnx.relu(self.bn1(self.conv1(x), use_running_average=not train))
     if self.stem == "imagenet":
-      x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+      x = pooling.max_pool_3x3_s2(x)
     for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
       for block in stage:
         x = block(x, train)
