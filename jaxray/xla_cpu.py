@@ -40,8 +40,9 @@ def configure() -> None:
     value = flags.split(YNN_FLAG, 1)[1].lstrip("=").split(" ", 1)[0]
     _state["ynn_convolutions"] = "convolution" in value
     return
-  if os.environ.get("JAXRAY_XLA_CPU_DEFAULTS", "1") == "0" or _jaxlib_version() < _MIN_JAXLIB:
-    _state["ynn_convolutions"] = _jaxlib_version() >= _MIN_JAXLIB
+  knows_flag = _jaxlib_version() >= _MIN_JAXLIB
+  if os.environ.get("JAXRAY_XLA_CPU_DEFAULTS", "1") == "0" or not knows_flag:
+    _state["ynn_convolutions"] = knows_flag  # jaxlib's own default from 0.10 on
     return
   os.environ["XLA_FLAGS"] = f"{flags} {YNN_FLAG}={_YNN_SETTING}".strip()
   _state["ynn_convolutions"] = False
