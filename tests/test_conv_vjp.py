@@ -45,10 +45,13 @@ def _inputs(shape, seed=0):
   return x, w, cotangent
 
 
+@pytest.mark.parametrize("weight_grad_by_matmul", [True, False], ids=["dw_matmul", "dw_xla"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "b{}_s{}_c{}-{}_k{}_st{}_p{}".format(*s))
-def test_values_and_gradients_match_lax_conv(shape, monkeypatch):
-  # Every convolution takes the custom weight gradient here, whatever its size.
-  monkeypatch.setattr(conv_lib, "IM2COL_WEIGHT_GRAD", True)
+def test_values_and_gradients_match_lax_conv(shape, weight_grad_by_matmul, monkeypatch):
+  # Every convolution takes the custom weight gradient (when asked) whatever its size, and every
+  # strided one the col2im input gradient.
+  monkeypatch.setattr(conv_lib, "IM2COL_WEIGHT_GRAD", weight_grad_by_matmul)
+  monkeypatch.setattr(conv_lib, "COL2IM_INPUT_GRAD", True)
   monkeypatch.setattr(conv_lib, "_IM2COL_GRAD_MIN_SPATIAL", 1)
   monkeypatch.setattr(conv_lib, "_IM2COL_GRAD_MIN_CHANNELS", 1)
   *_, stride, pad = shape
@@ -84,6 +87,30 @@ def test_custom_vjp_is_used_on_cpu(monkeypatch):
     monkeypatch.setattr(conv_lib, "IM2COL_WEIGHT_GRAD", False)
     jaxpr = jax.make_jaxpr(lambda x, w: _ours(x, w, 1, 1))(jnp.zeros((2, 16, 16, 16)), w)
     assert "custom_vjp_call" not in str(jaxpr)
+
+
+def test_strided_convolutions_take_the_col2im_input_gradient_on_cpu(monkeypatch):
+  monkeypatch.setattr(conv_lib, "IM2COL_WEIGHT_GRAD", False)
+  assert conv_lib.uses_col2im_input_grad((2, 2))
+  assert not conv_lib.uses_col2im_input_grad((1, 1))
+  if jax.default_backend() == "cpu":
+    x, w, _ = _inputs((2, 8, 8, 16, 3, 2, 1))
+    assert "custom_vjp_call" in str(jax.make_jaxpr(lambda x, w: _ours(x, w, 2, 1))(x, w))
+    assert "custom_vjp_call" not in str(jax.make_jaxpr(lambda x, w: _ours(x, w, 1, 1))(x, w))
+    monkeypatch.setattr(conv_lib, "COL2IM_INPUT_GRAD", False)
+    assert "custom_vjp_call" not in str(jax.make_jaxpr(lambda x, w: _ours(x, w, 2, 1))(x, w))
+
+
+def test_col2im_is_the_transpose_of_patches():
+  """<patches(x), p> == <x, col2im(p)> for strided, padded, uneven windows."""
+  x = jax.random.normal(jax.random.PRNGKey(3), (2, 9, 7, 3))
+  padding, strides = ((1, 2), (0, 1)), (2, 3)
+  out_hw = ((9 + 3 - 3) // 2 + 1, (7 + 1 - 2) // 3 + 1)
+  patches = conv_lib._patches(x, (3, 2), strides, padding, out_hw)
+  p = jax.random.normal(jax.random.PRNGKey(4), patches.shape)
+  back = conv_lib._col2im(p.reshape((2,) + out_hw + (3, 2, 3)), x.shape, (3, 2), strides, padding)
+  assert back.shape == x.shape
+  np.testing.assert_allclose(jnp.vdot(patches, p), jnp.vdot(x, back), rtol=1e-5)
 
 
 def test_network_gradients_match_lax_conv(monkeypatch):

@@ -1,21 +1,29 @@
 """A drop-in for `lax.conv_general_dilated` that avoids slow XLA:CPU convolution paths.
 
-Two CPU-only detours, both exact up to float rounding (tests/test_conv_vjp.py):
+Three CPU-only detours, all exact up to float rounding (tests/test_conv_vjp.py):
 
 * Tiny feature maps. XLA's CPU convolution is ~50-100x slower than it should be when the map is
   2x2 (e.g. ResNet's last stage at 64-px inputs: 185 ms instead of 4 ms for batch 32, 512
   channels). Such maps are convolved as im2col (shifted slices) + one matrix multiply instead,
   and autodiff differentiates that.
+* Input gradients of strided convolutions. XLA writes them as a convolution of the cotangent
+  with base dilation, and on small maps its simplifier swaps that convolution's operands into a
+  form with a dilated, reversed kernel that XLA:CPU runs on a slow generic loop: the 3x3/2
+  convolution from 4x4 to 2x2 (ResNet-18's third stage at 28-px inputs, batch 128, 128->256
+  channels) took 168 ms for its input gradient, 40% of the whole train step, against 4 ms as
+  one matrix multiply dX_patches = dY @ W^T followed by col2im (each kernel tap's slice of
+  dX_patches placed back with interior padding and summed). On larger maps the two measured
+  within 20% of each other, mostly in favour of the matmul, so every strided convolution takes
+  it.
 * Weight gradients, when jaxlib's YNNPACK convolutions are in use (jaxray turns them off on the
   CPU, see jaxray/xla_cpu.py; this detour is for runs that keep them). YNNPACK computes a
   convolution's weight gradient at a fraction of the forward convolution's speed (measured
-  3-6x slower for ResNet's 14x14 and 28x28 stages, ~5x for strided 1x1 projections). Through a
-  `jax.custom_vjp`, the forward stays `lax.conv_general_dilated` and so does the input gradient
-  (XLA's transposed convolution is fast), while the weight gradient of the convolutions where it
-  pays is one matrix multiply: dW^T = dY^T @ patches(X).
+  3-6x slower for ResNet's 14x14 and 28x28 stages, ~5x for strided 1x1 projections). The weight
+  gradient of the convolutions where it pays is one matrix multiply: dW^T = dY^T @ patches(X).
 
-GPUs and TPUs always take the plain XLA convolution and its autodiff: the choice is made from
-`jax.default_backend()` when the function is traced.
+The last two share one `jax.custom_vjp`: the forward stays `lax.conv_general_dilated`, and each
+gradient is either the detour or XLA's own. GPUs and TPUs always take the plain XLA convolution
+and its autodiff: the choice is made from `jax.default_backend()` when the function is traced.
 """
 
 import functools
@@ -37,6 +45,8 @@ _IM2COL_GRAD_MIN_CHANNELS = 16
 # it (read at trace time; `jaxray.bench` measures both). The tiny-map forward detour always
 # stays: without it XLA:CPU is unusably slow there.
 IM2COL_WEIGHT_GRAD = None
+# Input gradients of strided convolutions by matmul + col2im (read at trace time).
+COL2IM_INPUT_GRAD = True
 
 
 def _patches(x, kernel_shape, strides, padding, out_hw):
@@ -71,36 +81,70 @@ def _xla_conv(x, kernel, strides, padding):
                                   dimension_numbers=_DIMENSION_NUMBERS)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv_im2col_weight_grad(x, kernel, strides, padding):
-  """NHWC x HWIO convolution; its weight gradient is computed as dY^T @ patches(X).
+def _col2im(patch_grads, x_shape, kernel_shape, strides, padding):
+  """(B, OH, OW, KH, KW, C) patch cotangents -> (B, H, W, C): the transpose of `_patches`.
+
+  Kernel tap (i, j) read input pixel (i + stride * oy, j + stride * ox) of the padded input, so
+  its slice goes back there: interior padding spaces it by the stride, edge padding offsets it.
+  """
+  kh, kw = kernel_shape
+  _, out_h, out_w = patch_grads.shape[:3]
+  height = x_shape[1] + sum(padding[0])
+  width = x_shape[2] + sum(padding[1])
+  zero = jnp.zeros((), patch_grads.dtype)
+  total = None
+  for i in range(kh):
+    for j in range(kw):
+      placed = lax.pad(patch_grads[:, :, :, i, j, :], zero, (
+          (0, 0, 0),
+          (i, height - i - strides[0] * (out_h - 1) - 1, strides[0] - 1),
+          (j, width - j - strides[1] * (out_w - 1) - 1, strides[1] - 1),
+          (0, 0, 0)))
+      total = placed if total is None else total + placed
+  return total[:, padding[0][0]:height - padding[0][1], padding[1][0]:width - padding[1][1], :]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def conv_matmul_grads(x, kernel, strides, padding, input_grad_by_matmul, weight_grad_by_matmul):
+  """NHWC x HWIO convolution whose input and/or weight gradient is computed by matrix multiply.
 
   `strides` is a pair and `padding` a pair of (low, high) pairs, both tuples (hashable).
+  input_grad_by_matmul: dX = col2im(dY @ W^T); weight_grad_by_matmul: dW^T = dY^T @ patches(X).
+  A gradient not taken by matmul is XLA's own.
   """
+  del input_grad_by_matmul, weight_grad_by_matmul
   return _xla_conv(x, kernel, strides, padding)
 
 
-def _forward(x, kernel, strides, padding):
+def _forward(x, kernel, strides, padding, input_grad_by_matmul, weight_grad_by_matmul):
+  del input_grad_by_matmul, weight_grad_by_matmul
   return _xla_conv(x, kernel, strides, padding), (x, kernel)
 
 
-def _backward(strides, padding, residuals, dy):
+def _backward(strides, padding, input_grad_by_matmul, weight_grad_by_matmul, residuals, dy):
   x, kernel = residuals
   kh, kw, cin, cout = kernel.shape
-  _, transpose = jax.vjp(lambda x: _xla_conv(x, kernel, strides, padding), x)
-  (dx,) = transpose(dy)
-  patches = _patches(x, (kh, kw), strides, padding, dy.shape[1:3])
-  # The barriers keep XLA from splitting the matmul over the stacked slices (nine small,
-  # slow matmuls) and from flipping it into the slower (KH*KW*C, O) orientation.
-  patches = lax.optimization_barrier(patches)
-  dw_t = lax.dot_general(dy.reshape(-1, cout), patches, (((0,), (0,)), ((), ())),
-                         precision=lax.Precision.HIGHEST)
-  dw_t = lax.optimization_barrier(dw_t)
-  dw = dw_t.T.reshape(kh, kw, cin, cout).astype(kernel.dtype)
+  _, transpose = jax.vjp(lambda x, kernel: _xla_conv(x, kernel, strides, padding), x, kernel)
+  dx, dw = transpose(dy)  # XLA's; dead code where a detour replaces it
+  dy_rows = dy.reshape(-1, cout)
+  if input_grad_by_matmul:
+    patch_grads = jnp.dot(dy_rows, kernel.reshape(kh * kw * cin, cout).T,
+                          precision=lax.Precision.HIGHEST)
+    patch_grads = patch_grads.reshape(dy.shape[:3] + (kh, kw, cin))
+    dx = _col2im(patch_grads, x.shape, (kh, kw), strides, padding).astype(x.dtype)
+  if weight_grad_by_matmul:
+    patches = _patches(x, (kh, kw), strides, padding, dy.shape[1:3])
+    # The barriers keep XLA from splitting the matmul over the stacked slices (nine small,
+    # slow matmuls) and from flipping it into the slower (KH*KW*C, O) orientation.
+    patches = lax.optimization_barrier(patches)
+    dw_t = lax.dot_general(dy_rows, patches, (((0,), (0,)), ((), ())),
+                           precision=lax.Precision.HIGHEST)
+    dw_t = lax.optimization_barrier(dw_t)
+    dw = dw_t.T.reshape(kh, kw, cin, cout).astype(kernel.dtype)
   return dx, dw
 
 
-conv_im2col_weight_grad.defvjp(_forward, _backward)
+conv_matmul_grads.defvjp(_forward, _backward)
 
 
 def _output_size(size, kernel, stride, pad):
@@ -123,6 +167,11 @@ def uses_im2col_weight_grad(x_shape, kernel_shape, strides, padding) -> bool:
   return min(out_h, out_w) >= _IM2COL_GRAD_MIN_SPATIAL
 
 
+def uses_col2im_input_grad(strides) -> bool:
+  """Whether the CPU path computes this convolution's input gradient by matmul + col2im."""
+  return COL2IM_INPUT_GRAD and max(strides) > 1
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          precision=None, **kwargs):
@@ -140,9 +189,12 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     pads = tuple((int(lo), int(hi)) for lo, hi in padding)
     if max(lhs.shape[1:3]) <= _SMALL_SPATIAL:
       return _im2col(lhs, rhs, strides, pads).astype(jnp.result_type(lhs, rhs))
-    if (im2col_weight_grad_enabled() and lhs.dtype == rhs.dtype == jnp.float32
-        and uses_im2col_weight_grad(lhs.shape, rhs.shape, strides, pads)):
-      return conv_im2col_weight_grad(lhs, rhs, strides, pads)
+    if lhs.dtype == rhs.dtype == jnp.float32:
+      input_grad = uses_col2im_input_grad(strides)
+      weight_grad = (im2col_weight_grad_enabled()
+                     and uses_im2col_weight_grad(lhs.shape, rhs.shape, strides, pads))
+      if input_grad or weight_grad:
+        return conv_matmul_grads(lhs, rhs, strides, pads, input_grad, weight_grad)
   return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
                                   rhs_dilation, dimension_numbers, feature_group_count,
                                   precision=precision, **kwargs)
