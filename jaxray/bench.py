@@ -362,7 +362,7 @@ def _jax_epoch_runner(config, train, val):
   import jax
   from jaxray import models
   from jaxray.data import pipeline
-  from jaxray.train import mesh as mesh_lib, optimizer, steps as steps_lib
+  from jaxray.train import loop, mesh as mesh_lib, optimizer, steps as steps_lib
   size, batch = config.input.image_size, config.input.batch_size
   mesh = mesh_lib.create_mesh()
   model = models.build_model(config.model, 2, size, config.seed)
@@ -379,9 +379,10 @@ def _jax_epoch_runner(config, train, val):
     epoch, holder["epoch"] = holder["epoch"], holder["epoch"] + 1
     started = time.perf_counter()
     running = jax.device_put(steps_lib.zero_metrics(), replicated)
-    for b in pipeline.train_batches(train, batch_size=batch, image_size=size, seed=0,
-                                    epoch=epoch, num_threads=_WORKERS.value):
-      holder["state"], running = train_fn(holder["state"], mesh_lib.to_global(b, mesh), running)
+    batches = pipeline.train_batches(train, batch_size=batch, image_size=size, seed=0,
+                                     epoch=epoch, num_threads=_WORKERS.value)
+    holder["state"], running = loop.train_epoch(train_fn, holder["state"], running, batches, mesh,
+                                                show=False)
     jax.block_until_ready(running)
     train_seconds = time.perf_counter() - started
     outputs = [eval_fn(holder["state"], mesh_lib.to_global(b, mesh))["probabilities"]

@@ -87,3 +87,27 @@ def test_a_workdir_never_mixes_two_configurations(two_epoch_run, prepared_dir):
     loop.train_and_evaluate(tiny_config(prepared_dir, **{"optimizer.learning_rate": 0.1}),
                             workdir)
   assert (workdir / "config.json").read_text() == before
+
+
+def test_train_epoch_keeps_one_step_in_flight():
+  """Step k+1 is dispatched only once step k has finished, so the bar counts finished steps."""
+  events = []
+
+  class Metrics:
+    def __init__(self, step):
+      self.step = step
+
+    def block_until_ready(self):
+      events.append(f"wait {self.step}")
+      return self
+
+  def train_fn(state, batch, metrics):
+    step = int(batch["step"][0])
+    events.append(f"run {step}")
+    return state + 1, Metrics(step)
+
+  mesh = loop.mesh_lib.create_mesh()
+  batches = [{"step": np.array([k], np.int32)} for k in (1, 2, 3)]
+  state, metrics = loop.train_epoch(train_fn, 0, Metrics(0), batches, mesh, show=False)
+  assert state == 3 and metrics.step == 3
+  assert events == ["wait 0", "run 1", "wait 1", "run 2", "wait 2", "run 3"]

@@ -90,6 +90,21 @@ def _load_data(config: ml_collections.ConfigDict, data_dir):
   return loaded or load()
 
 
+def train_epoch(train_fn, state, metrics, batches, mesh, *, total=None, description=None,
+                show=True):
+  """Runs the jitted train step over `batches`: the new state and the summed metrics (on device).
+
+  At most one step is in flight: without the wait, asynchronous dispatch queues the whole epoch
+  in seconds and the progress bar sits at 100% while the steps run. The next batch is already on
+  its way to the devices when the wait starts, so they get no idle time to speak of.
+  """
+  for batch in tqdm(batches, total=total, desc=description, leave=False, disable=not show):
+    batch = mesh_lib.to_global(batch, mesh)
+    jax.block_until_ready(metrics)
+    state, metrics = train_fn(state, batch, metrics)
+  return state, metrics
+
+
 def predict(eval_fn, state, source, config, mesh, description="eval", *, batch_size) -> dict:
   """Every example of `source` once: label, probabilities, features, loss, index (host numpy)."""
   batches = pipeline.eval_batches(source, batch_size=batch_size,
@@ -188,9 +203,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
     batches = pipeline.train_batches(splits["train"], batch_size=config.input.batch_size,
                                      image_size=config.input.image_size, seed=config.seed,
                                      epoch=epoch, num_threads=config.input.num_threads)
-    for batch in tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}", leave=False,
-                      disable=not _is_chief()):
-      state, running = train_fn(state, mesh_lib.to_global(batch, mesh), running)
+    state, running = train_epoch(train_fn, state, running, batches, mesh, total=steps_per_epoch,
+                                 description=f"epoch {epoch}", show=_is_chief())
     running = mesh_lib.to_host(running)
     record = {"epoch": epoch,
               "train_loss": float(running["loss_sum"] / running["count"]),
