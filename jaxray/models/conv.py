@@ -47,9 +47,6 @@ _IM2COL_GRAD_MIN_CHANNELS = 16
 IM2COL_WEIGHT_GRAD = None
 # Input gradients of strided convolutions by matmul + col2im (read at trace time).
 COL2IM_INPUT_GRAD = True
-# Block outputs stored once instead of recomputed inside the weight gradients' transposes
-# (`materialize`; read at trace time).
-MATERIALIZE_ACTIVATIONS = True
 
 
 def _patches(x, kernel_shape, strides, padding, out_hw):
@@ -148,29 +145,6 @@ def _backward(strides, padding, input_grad_by_matmul, weight_grad_by_matmul, res
 
 
 conv_matmul_grads.defvjp(_forward, _backward)
-
-
-def materialize(x):
-  """x, computed once and stored: XLA:CPU may not recompute it inside each of its consumers.
-
-  The weight gradient of a convolution reads its input transposed (XLA:CPU wants it as
-  (C, H, W, N)), and XLA fuses that transpose with the elementwise ops that produced the input:
-  the BatchNorm, residual add and ReLU of the block before it, and through the residual those of
-  the blocks before that. Read in transposed order, recomputing up to three blocks per element
-  took 60-170 ms per transpose for the 28x28 stage of the 28-px ResNet-18 at batch 128, against
-  20 ms for transposing the stored block output, ~0.4 s of a 2.9 s train step.
-
-  XLA:CPU drops optimization barriers before fusion, but it does not fuse across a conditional,
-  so on the CPU x passes through a `lax.cond` whose predicate is always true, (bits of x's first
-  element | 1) != 0, in a form XLA does not fold; both branches are x, so the values and
-  gradients are x's whatever the input. Elsewhere x is returned as it is.
-  """
-  if not (MATERIALIZE_ACTIVATIONS and jax.default_backend() == "cpu"):
-    return x
-  first = x.reshape(-1)[0]
-  bits = lax.bitcast_convert_type(first, jnp.dtype(f"uint{8 * first.dtype.itemsize}"))
-  always = (bits | 1) != 0
-  return lax.cond(always, lambda v: v, lambda v: v + jnp.zeros((), v.dtype), x)
 
 
 def _output_size(size, kernel, stride, pad):

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxray import xla_cpu
 from jaxray.models import conv as conv_lib
 from jaxray.models import layers
 from jaxray.models import pooling
@@ -55,11 +56,11 @@ class BasicBlock(nnx.Module):
 
   def __call__(self, x, train: bool):
     shortcut = x if self.downsample is None else self.downsample(x, train)
-    # Each ReLU output is stored once (conv_lib.materialize: on the CPU, XLA would otherwise
+    # Each ReLU output is stored once (xla_cpu.materialize: on the CPU, XLA would otherwise
     # recompute the BatchNorm/residual chain inside the weight gradients' transposes).
-    y = conv_lib.materialize(nnx.relu(self.bn1(self.conv1(x), use_running_average=not train)))
+    y = xla_cpu.materialize(nnx.relu(self.bn1(self.conv1(x), use_running_average=not train)))
     y = self.bn2(self.conv2(y), use_running_average=not train)
-    return conv_lib.materialize(nnx.relu(y + shortcut))
+    return xla_cpu.materialize(nnx.relu(y + shortcut))
 
 
 class ResNet(nnx.Module):
@@ -95,7 +96,7 @@ class ResNet(nnx.Module):
                if num_classes else None)
 
   def __call__(self, x, train: bool = False):
-    x = conv_lib.materialize(nnx.relu(self.bn1(self.conv1(x), use_running_average=not train)))
+    x = xla_cpu.materialize(nnx.relu(self.bn1(self.conv1(x), use_running_average=not train)))
     if self.stem == "imagenet":
       x = pooling.max_pool_3x3_s2(x)
     for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
