@@ -155,7 +155,7 @@ def _jax_train_runner(config, steps):
 
   size, batch = config.input.image_size, config.input.batch_size
   mesh = mesh_lib.create_mesh()
-  model = models.build_model(config.model, 2, size, config.seed)
+  model = models.build_model(config.model, 2, size, config.seed, config.input.get("channels", 3))
   tx = optimizer.build(config.optimizer, steps_per_epoch=100)
   graphdef, state = steps_lib.create_state(model, tx, config.seed)
   replicated = mesh_lib.replicated(mesh)
@@ -365,7 +365,7 @@ def _jax_epoch_runner(config, train, val):
   from jaxray.train import loop, mesh as mesh_lib, optimizer, steps as steps_lib
   size, batch = config.input.image_size, config.input.batch_size
   mesh = mesh_lib.create_mesh()
-  model = models.build_model(config.model, 2, size, config.seed)
+  model = models.build_model(config.model, 2, size, config.seed, config.input.get("channels", 3))
   steps_per_epoch = pipeline.steps_per_epoch(len(train), batch)
   tx = optimizer.build(config.optimizer, steps_per_epoch)
   graphdef, state = steps_lib.create_state(model, tx, config.seed)

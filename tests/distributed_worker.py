@@ -61,9 +61,10 @@ IMAGE_SIZE = 32
 
 
 @models.register_backbone("resnet10")
-def _resnet10(cfg, image_size, dtype, rngs):
+def _resnet10(cfg, image_size, in_channels, dtype, rngs):
   """ResNet-18 with one block per stage: every layer kind of it, half the compile time."""
-  net = resnet.ResNet((1, 1, 1, 1), stem=cfg.get("stem", "imagenet"), dtype=dtype, rngs=rngs)
+  net = resnet.ResNet((1, 1, 1, 1), stem=cfg.get("stem", "imagenet"), in_channels=in_channels,
+                      dtype=dtype, rngs=rngs)
   return net, net.num_features
 
 

@@ -137,7 +137,13 @@ def test_experiment_is_the_medmnist_recipe():
       "pneumoniamnist", "28", 28)
   assert (config.model.name, config.model.stem) == ("resnet18", "cifar")
   normalization = config.input.normalization
-  assert normalization.mean == (0.5,) * 3 and normalization.std == (0.5,) * 3
+  assert normalization.mean == (0.5,) and normalization.std == (0.5,)
+  # MedMNIST's network takes the 1-channel image: the stem is built for what the input feeds.
+  assert config.input.channels == 1
+  from flax import nnx
+  from jaxray import models
+  model = nnx.eval_shape(lambda: models.build_model(config.model, 2, 28, 0, config.input.channels))
+  assert model.backbone.conv1.kernel.shape == (3, 3, 1, 64)
   assert (config.input.batch_size, config.num_epochs) == (128, 100)
   assert config.selection.metric == "val_roc_auc" and not config.track_test_per_epoch
   schedule = optimizer.learning_rate_schedule(config.optimizer, steps_per_epoch=36)

@@ -13,7 +13,8 @@ import ml_collections
 from jaxray.models import resnet
 from jaxray.models.classifier import Classifier, MLPHead
 
-# name -> fn(model_config, image_size, dtype, rngs) -> (backbone, flattened feature size)
+# name -> fn(model_config, image_size, in_channels, dtype, rngs)
+#   -> (backbone, flattened feature size)
 BACKBONES: dict[str, Callable] = {}
 
 
@@ -25,14 +26,16 @@ def register_backbone(name: str):
 
 
 @register_backbone("resnet18")
-def _resnet18(cfg, image_size, dtype, rngs):
-  net = resnet.resnet18(stem=cfg.get("stem", "imagenet"), dtype=dtype, rngs=rngs)
+def _resnet18(cfg, image_size, in_channels, dtype, rngs):
+  net = resnet.resnet18(stem=cfg.get("stem", "imagenet"), in_channels=in_channels, dtype=dtype,
+                        rngs=rngs)
   return net, net.num_features
 
 
 @register_backbone("resnet34")
-def _resnet34(cfg, image_size, dtype, rngs):
-  net = resnet.resnet34(stem=cfg.get("stem", "imagenet"), dtype=dtype, rngs=rngs)
+def _resnet34(cfg, image_size, in_channels, dtype, rngs):
+  net = resnet.resnet34(stem=cfg.get("stem", "imagenet"), in_channels=in_channels, dtype=dtype,
+                        rngs=rngs)
   return net, net.num_features
 
 
@@ -44,13 +47,17 @@ def compute_dtype(name: str):
 
 
 def build_model(cfg: ml_collections.ConfigDict, num_outputs: int, image_size: int,
-                seed: int) -> Classifier:
-  """The experiment's network, randomly initialised from `seed` (weights are loaded later)."""
+                seed: int, in_channels: int = 3) -> Classifier:
+  """The experiment's network, randomly initialised from `seed` (weights are loaded later).
+
+  `in_channels` is what the input pipeline feeds (`input.channels`): 3 for the grayscale image
+  replicated, as ImageNet weights expect; 1 where a paper's network takes the image as it is.
+  """
   if cfg.name not in BACKBONES:
     raise ValueError(f"Unknown model.name {cfg.name!r}; available: {sorted(BACKBONES)}")
   dtype = compute_dtype(cfg.get("dtype", "float32"))
   rngs = nnx.Rngs(params=seed)
-  backbone, width = BACKBONES[cfg.name](cfg, image_size, dtype, rngs)
+  backbone, width = BACKBONES[cfg.name](cfg, image_size, in_channels, dtype, rngs)
   head_cfg = cfg.get("head", ml_collections.ConfigDict())
   head = MLPHead(width, num_outputs, hidden=tuple(head_cfg.get("hidden", ())),
                  dropout=tuple(head_cfg.get("dropout", ())), init=head_cfg.get("init", "torch"),

@@ -90,13 +90,13 @@ class MobileNet(nnx.Module):
 
 
 @register_backbone("mobilenet")
-def _mobilenet(cfg, image_size, dtype, rngs):
+def _mobilenet(cfg, image_size, in_channels, dtype, rngs):
   """The Keras convolutional base (no top) unless model.include_top is set."""
   include_top = cfg.get("include_top", False)
   if output_size(image_size) < 1:
     raise ValueError(f"MobileNet needs input.image_size >= 32 (five stride-2 convs), got "
                      f"{image_size}")
-  net = MobileNet(include_top=include_top, dtype=dtype, rngs=rngs)
+  net = MobileNet(include_top=include_top, in_channels=in_channels, dtype=dtype, rngs=rngs)
   if include_top:
     return net, net.num_features
   return net, output_size(image_size) ** 2 * net.width

@@ -71,8 +71,8 @@ class VGG16(nnx.Module):
 
 
 @register_backbone("vgg16")
-def _vgg16(cfg, image_size, dtype, rngs):
+def _vgg16(cfg, image_size, in_channels, dtype, rngs):
   """The Keras convolutional base (no top) unless model.include_top is set."""
-  net = VGG16(include_top=cfg.get("include_top", False), image_size=image_size, dtype=dtype,
-              rngs=rngs)
+  net = VGG16(include_top=cfg.get("include_top", False), image_size=image_size,
+              in_channels=in_channels, dtype=dtype, rngs=rngs)
   return net, net.num_features

@@ -172,7 +172,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
                                              mesh.size)
 
   num_outputs = 1 if config.model.loss == "sigmoid" else len(class_names)
-  model = models.build_model(config.model, num_outputs, config.input.image_size, config.seed)
+  model = models.build_model(config.model, num_outputs, config.input.image_size, config.seed,
+                             config.input.get("channels", 3))
   if config.model.pretrained.source:
     from jaxray import weights  # only runs that start from ImageNet weights need it
     weights.load_pretrained(model, config.model)
