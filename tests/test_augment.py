@@ -42,6 +42,34 @@ def test_augmentations_stay_in_range_and_depend_on_the_key():
   assert not np.allclose(a, c)
 
 
+def _per_example_reference(images, key, cfg):
+  """The augmentation written per example, as torchvision applies it: every op under one vmap."""
+
+  def one(image, key):
+    k_rot, k_bright, k_contrast, k_flip = jax.random.split(key, 4)
+    angle = jax.random.uniform(k_rot, (), minval=-cfg.rotation_degrees,
+                               maxval=cfg.rotation_degrees)
+    image = augment._rotate(image, angle)
+    factor = jax.random.uniform(k_bright, (), minval=1 - cfg.brightness, maxval=1 + cfg.brightness)
+    image = jnp.clip(image * factor, 0.0, 1.0)
+    factor = jax.random.uniform(k_contrast, (), minval=1 - cfg.contrast, maxval=1 + cfg.contrast)
+    image = jnp.clip((image - image.mean()) * factor + image.mean(), 0.0, 1.0)
+    return jnp.where(jax.random.bernoulli(k_flip), image[:, ::-1], image)
+
+  return jax.vmap(one)(images, jax.random.split(key, images.shape[0]))
+
+
+def test_batched_augmentation_equals_the_per_example_composition():
+  cfg = ml_collections.ConfigDict(dict(rotation_degrees=25.0, hflip=True, brightness=0.2,
+                                       contrast=0.2))
+  x = _images(batch=16, size=40, seed=3)
+  for seed in range(3):
+    key = jax.random.key(seed)
+    expected = jax.jit(lambda x, k: _per_example_reference(x, k, cfg))(x, key)
+    got = jax.jit(lambda x, k: augment.augment(x, k, cfg))(x, key)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5)  # float rounding only
+
+
 def test_hflip_only_flips_or_keeps():
   cfg = ml_collections.ConfigDict(dict(hflip=True))
   x = _images(batch=64)

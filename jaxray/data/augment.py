@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxray import xla_cpu
+
 # Keras "caffe" preprocessing: BGR means on 0-255 (VGG16's ImageNet weights expect it).
 _CAFFE_BGR_MEAN = jnp.array([103.939, 116.779, 123.68])
 
@@ -16,48 +18,74 @@ _CAFFE_BGR_MEAN = jnp.array([103.939, 116.779, 123.68])
 def _rotate(image, angle_degrees):
   """Rotates an (H, W, C) image about its centre, counter-clockwise for positive angles (as
   torchvision), bilinear, zero outside the source."""
-  height, width = image.shape[:2]
   theta = jnp.deg2rad(angle_degrees)
+  return _rotate_by(image, jnp.cos(theta), jnp.sin(theta))
+
+
+def _rotate_by(image, cos, sin):
+  """`_rotate` given the angle's cosine and sine."""
+  height, width = image.shape[:2]
   cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
   yy, xx = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
                         jnp.arange(width, dtype=jnp.float32), indexing="ij")
   # Inverse mapping: for each output pixel, where it came from in the input.
-  src_y = jnp.cos(theta) * (yy - cy) + jnp.sin(theta) * (xx - cx) + cy
-  src_x = -jnp.sin(theta) * (yy - cy) + jnp.cos(theta) * (xx - cx) + cx
+  src_y = cos * (yy - cy) + sin * (xx - cx) + cy
+  src_x = -sin * (yy - cy) + cos * (xx - cx) + cx
   channels = [jax.scipy.ndimage.map_coordinates(image[..., c], [src_y, src_x], order=1,
                                                 mode="constant", cval=0.0)
               for c in range(image.shape[-1])]
   return jnp.stack(channels, axis=-1)
 
 
-def _augment_one(image, key, rotation_degrees, hflip, brightness, contrast):
+def _draw(key, rotation_degrees, hflip, brightness, contrast):
+  """One example's random parameters, each from its own part of the example's key."""
   k_rot, k_bright, k_contrast, k_flip = jax.random.split(key, 4)
+  params = {}
   if rotation_degrees:
-    angle = jax.random.uniform(k_rot, (), minval=-rotation_degrees, maxval=rotation_degrees)
-    image = _rotate(image, angle)
+    params["angle"] = jax.random.uniform(k_rot, (), minval=-rotation_degrees,
+                                         maxval=rotation_degrees)
   if brightness:
-    factor = jax.random.uniform(k_bright, (), minval=max(0.0, 1 - brightness),
-                                maxval=1 + brightness)
-    image = jnp.clip(image * factor, 0.0, 1.0)
+    params["brightness"] = jax.random.uniform(k_bright, (), minval=max(0.0, 1 - brightness),
+                                              maxval=1 + brightness)
   if contrast:
-    factor = jax.random.uniform(k_contrast, (), minval=max(0.0, 1 - contrast),
-                                maxval=1 + contrast)
-    image = jnp.clip((image - image.mean()) * factor + image.mean(), 0.0, 1.0)
+    params["contrast"] = jax.random.uniform(k_contrast, (), minval=max(0.0, 1 - contrast),
+                                            maxval=1 + contrast)
   if hflip:
-    image = jnp.where(jax.random.bernoulli(k_flip), image[:, ::-1], image)
-  return image
+    params["flip"] = jax.random.bernoulli(k_flip)
+  return params
 
 
 def augment(images, key, cfg: ml_collections.ConfigDict):
-  """(B, H, W, C) float images in [0, 1] -> augmented, same shape. A no-op for an empty config."""
-  if not any(cfg.get(name, 0) for name in ("rotation_degrees", "hflip", "brightness", "contrast")):
+  """(B, H, W, C) float images in [0, 1] -> augmented, same shape. A no-op for an empty config.
+
+  Parameters are drawn per example (vmap over the examples' keys); the image ops run on the whole
+  batch. The angle's cosine and sine and the rotated image are stored once
+  (`xla_cpu.materialize`): otherwise XLA:CPU recomputes the random draw and the trigonometry for
+  every pixel inside each of the rotation's four gathers, and the whole rotation again inside the
+  contrast, which reads the image twice (its mean, then each pixel).
+  """
+  names = ("rotation_degrees", "hflip", "brightness", "contrast")
+  if not any(cfg.get(name, 0) for name in names):
     return images
+  rotation_degrees = float(cfg.get("rotation_degrees", 0.0))
+  contrast = float(cfg.get("contrast", 0.0))
   keys = jax.random.split(key, images.shape[0])
-  fn = lambda image, k: _augment_one(image, k, float(cfg.get("rotation_degrees", 0.0)),
-                                     bool(cfg.get("hflip", False)),
-                                     float(cfg.get("brightness", 0.0)),
-                                     float(cfg.get("contrast", 0.0)))
-  return jax.vmap(fn)(images, keys)
+  params = jax.vmap(lambda k: _draw(k, rotation_degrees, bool(cfg.get("hflip", False)),
+                                    float(cfg.get("brightness", 0.0)), contrast))(keys)
+  per_image = lambda v: v[:, None, None, None]
+  if "angle" in params:
+    theta = jnp.deg2rad(params["angle"])
+    cos_sin = xla_cpu.materialize(jnp.stack([jnp.cos(theta), jnp.sin(theta)], axis=-1))
+    images = jax.vmap(_rotate_by)(images, cos_sin[:, 0], cos_sin[:, 1])
+  if "brightness" in params:
+    images = jnp.clip(images * per_image(params["brightness"]), 0.0, 1.0)
+  if "contrast" in params:
+    images = xla_cpu.materialize(images)
+    mean = per_image(images.mean(axis=(1, 2, 3)))
+    images = jnp.clip((images - mean) * per_image(params["contrast"]) + mean, 0.0, 1.0)
+  if "flip" in params:
+    images = jnp.where(per_image(params["flip"]), images[:, :, ::-1], images)
+  return images
 
 
 def to_float(images_uint8):
