@@ -64,14 +64,11 @@ def augment(images, key, cfg: ml_collections.ConfigDict):
   every pixel inside each of the rotation's four gathers, and the whole rotation again inside the
   contrast, which reads the image twice (its mean, then each pixel).
   """
-  names = ("rotation_degrees", "hflip", "brightness", "contrast")
-  if not any(cfg.get(name, 0) for name in names):
+  if not any(cfg.get(name, 0) for name in ("rotation_degrees", "hflip", "brightness", "contrast")):
     return images
-  rotation_degrees = float(cfg.get("rotation_degrees", 0.0))
-  contrast = float(cfg.get("contrast", 0.0))
-  keys = jax.random.split(key, images.shape[0])
-  params = jax.vmap(lambda k: _draw(k, rotation_degrees, bool(cfg.get("hflip", False)),
-                                    float(cfg.get("brightness", 0.0)), contrast))(keys)
+  draw = lambda k: _draw(k, float(cfg.get("rotation_degrees", 0.0)), bool(cfg.get("hflip", False)),
+                         float(cfg.get("brightness", 0.0)), float(cfg.get("contrast", 0.0)))
+  params = jax.vmap(draw)(jax.random.split(key, images.shape[0]))
   per_image = lambda v: v[:, None, None, None]
   if "angle" in params:
     theta = jnp.deg2rad(params["angle"])
