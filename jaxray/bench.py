@@ -18,6 +18,10 @@ other work slows both alike):
             of evaluation over the validation split, on the prepared --raw_dir dataset or, without
             it, the synthetic one; with --epoch_experiment=resnet18_pneumoniamnist
             --data_dir=DIR, MedMNIST v2's recipe against MedMNIST's PyTorch training loop.
+  recipe    (PyTorch only) that whole recipe in MedMNIST's loop, every epoch, model selection on
+            val AUC and test figures, timed start to end: the figure to set beside the wall time
+            of `python -m jaxray.main --experiment=resnet18_pneumoniamnist`, run one after the
+            other on the same machine.
 
 The torch reference runs when torch and torchvision can be imported, and is skipped with a message
 otherwise. The platform (backend, device kind) is printed, so the same command measures a GPU.
@@ -32,7 +36,7 @@ import time
 
 from absl import app, flags
 
-_WHAT = flags.DEFINE_list("what", ["train"], "Any of train, pipeline, epoch.")
+_WHAT = flags.DEFINE_list("what", ["train"], "Any of train, pipeline, epoch, recipe.")
 _TRAIN_SIZES = flags.DEFINE_list("train_sizes", ["224x32", "28x128"],
                                  "SIZExBATCH[:stem] for the train-step benchmark (stem: imagenet "
                                  "or cifar; default imagenet).")
@@ -48,6 +52,8 @@ _EPOCH_EXPERIMENT = flags.DEFINE_string(
     "epoch_experiment", None,
     "Epoch figure: run this experiment's recipe (its dataset from --data_dir) instead of report "
     "000's at 224 px. resnet18_pneumoniamnist also runs MedMNIST's PyTorch recipe as reference.")
+_RECIPE_EPOCHS = flags.DEFINE_integer("recipe_epochs", 0,
+                                     "--what=recipe: epochs to run (0: the experiment's).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None,
                                 "The --epoch_experiment's raw data, as for python -m jaxray.main.")
 _PREPARED_DIR = flags.DEFINE_string("prepared_dir", None,
@@ -394,46 +400,69 @@ def _jax_epoch_runner(config, train, val):
   return one_epoch
 
 
-def _torch_medmnist_epoch_runner(torch, torchvision, config, train, val):
+class _TorchMedMNIST:
   """MedMNIST v2's PyTorch recipe (MedMNIST/experiments, train_and_eval_pytorch.py): its ResNet-18
   (28) (torchvision's blocks, 1 input channel, 3x3 stride-1 stem, no max-pool), Adam 1e-3,
-  MultiStepLR, CrossEntropyLoss, shuffled batches of 128 with the last partial one kept, then a
-  pass over val. Images are normalized once up front and served from a TensorDataset, cheaper
-  than MedMNIST's per-image PIL transforms: the reference gets the faster input path."""
-  import numpy as np
-  size, batch = config.input.image_size, config.input.batch_size
-  model = torchvision.models.resnet18(num_classes=2)
-  model.conv1 = torch.nn.Conv2d(1, 64, 3, 1, 1, bias=False)
-  model.maxpool = torch.nn.Identity()
-  opt = torch.optim.Adam(model.parameters(), lr=config.optimizer.learning_rate)
-  scheduler = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[50, 75], gamma=0.1)
-  loss_fn = torch.nn.CrossEntropyLoss()
+  MultiStepLR x0.1 at 50 and 75, CrossEntropyLoss, shuffled batches of 128 with the last partial
+  one kept, a pass over val after every epoch. Images are normalized once up front and served from
+  a TensorDataset, cheaper than MedMNIST's per-image PIL transforms: the reference gets the faster
+  input path."""
 
-  def tensors(source):
+  def __init__(self, torch, torchvision, config, train):
+    self.torch, self.config = torch, config
+    torch.manual_seed(config.seed)
+    self.model = torchvision.models.resnet18(num_classes=2)
+    self.model.conv1 = torch.nn.Conv2d(1, 64, 3, 1, 1, bias=False)
+    self.model.maxpool = torch.nn.Identity()
+    self.opt = torch.optim.Adam(self.model.parameters(), lr=config.optimizer.learning_rate)
+    self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=[50, 75], gamma=0.1)
+    self.loss_fn = torch.nn.CrossEntropyLoss()
+    self.train_loader = self.loader(train, config.input.batch_size, shuffle=True)
+
+  def loader(self, source, batch_size, shuffle=False):
+    import numpy as np
+    torch = self.torch
     images = np.stack([source[i]["image"] for i in range(len(source))])[..., :1]
     labels = np.array([source[i]["label"] for i in range(len(source))], np.int64)
     images = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.5
-    return torch.utils.data.TensorDataset(images, torch.from_numpy(labels))
+    dataset = torch.utils.data.TensorDataset(images, torch.from_numpy(labels))
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle)
 
-  train_loader = torch.utils.data.DataLoader(tensors(train), batch_size=batch, shuffle=True)
-  val_loader = torch.utils.data.DataLoader(tensors(val), batch_size=config.input.eval_batch_size)
+  def train_epoch(self):
+    """One epoch of training and the scheduler step: (images seen, mean training loss)."""
+    self.model.train()
+    seen, total_loss = 0, 0.0
+    for images, labels in self.train_loader:
+      self.opt.zero_grad()
+      loss = self.loss_fn(self.model(images), labels)
+      loss.backward()
+      self.opt.step()
+      seen += len(labels)
+      total_loss += loss.item() * len(labels)
+    self.scheduler.step()
+    return seen, total_loss / seen
+
+  def predict(self, loader):
+    """(labels, softmax probabilities) as numpy arrays over a loader."""
+    torch = self.torch
+    self.model.eval()
+    labels, probabilities = [], []
+    with torch.no_grad():
+      for images, batch_labels in loader:
+        probabilities.append(torch.softmax(self.model(images), dim=1))
+        labels.append(batch_labels)
+    return torch.cat(labels).numpy(), torch.cat(probabilities).numpy()
+
+
+def _torch_medmnist_epoch_runner(torch, torchvision, config, train, val):
+  reference = _TorchMedMNIST(torch, torchvision, config, train)
+  val_loader = reference.loader(val, config.input.eval_batch_size)
 
   def one_epoch():
     started = time.perf_counter()
-    model.train()
-    seen = 0
-    for images, labels in train_loader:
-      opt.zero_grad()
-      loss = loss_fn(model(images), labels)
-      loss.backward()
-      opt.step()
-      seen += len(labels)
-    scheduler.step()
+    seen, _ = reference.train_epoch()
     train_seconds = time.perf_counter() - started
-    model.eval()
-    with torch.no_grad():
-      for images, _ in val_loader:
-        torch.softmax(model(images), dim=1)
+    reference.predict(val_loader)
     return seen, train_seconds, time.perf_counter() - started
 
   return one_epoch
@@ -472,6 +501,65 @@ def bench_epoch():
   return figures
 
 
+def bench_recipe():
+  """The whole --epoch_experiment recipe in the PyTorch reference, timed start to test figures.
+
+  The figure to set beside `python -m jaxray.main`'s wall time for the same experiment: MedMNIST's
+  loop for every epoch of the recipe (train, then val AUC), the epoch with the best val AUC kept
+  (strictly better, as MedMNIST's code does), then the selected and the last model on test, with
+  jaxray's own metrics and bootstrap intervals.
+  """
+  import copy
+  from jaxray import config as config_lib, data
+  from jaxray.evaluate import metrics
+  if _EPOCH_EXPERIMENT.value != "resnet18_pneumoniamnist":
+    raise app.UsageError("--what=recipe: the PyTorch recipe exists for "
+                         "--epoch_experiment=resnet18_pneumoniamnist only")
+  torch_pair = _torch()
+  if not torch_pair:
+    raise app.UsageError("--what=recipe runs the PyTorch reference: pip install torch torchvision")
+  started = time.perf_counter()
+  config = config_lib.load(_EPOCH_EXPERIMENT.value)
+  epochs = _RECIPE_EPOCHS.value or config.num_epochs
+  sources, info = data.load(config.dataset.name, _DATA_DIR.value,
+                            _prepared_dir(f"{config.dataset.name}_{config.dataset.config}"),
+                            config.dataset.config)
+  class_names = info.features["label"].names
+  reference = _TorchMedMNIST(*torch_pair, config, sources["train"])
+  val_loader = reference.loader(sources["val"], config.input.eval_batch_size)
+  test_loader = reference.loader(sources["test"], config.input.eval_batch_size)
+  print(f"{_EPOCH_EXPERIMENT.value} in MedMNIST's PyTorch loop, {epochs} epochs:", flush=True)
+  history, best = [], {"roc_auc": -1.0}
+  for epoch in range(1, epochs + 1):
+    epoch_started = time.perf_counter()
+    seen, loss = reference.train_epoch()
+    val_auc = metrics.compute(*reference.predict(val_loader))["roc_auc"]
+    history.append({"epoch": epoch, "train_loss": loss, "val_roc_auc": val_auc,
+                    "epoch_seconds": time.perf_counter() - epoch_started})
+    if val_auc > best["roc_auc"]:
+      best = {"roc_auc": val_auc, "epoch": epoch,
+              "state": copy.deepcopy(reference.model.state_dict())}
+    print(f"  epoch {epoch:3d}: train loss {loss:.4f} ({seen} images), val AUC {val_auc:.4f}, "
+          f"{history[-1]['epoch_seconds']:.1f} s", flush=True)
+  figures = {"experiment": _EPOCH_EXPERIMENT.value, "epochs": epochs, "history": history,
+             "selected_epoch": best["epoch"]}
+  figures["last"] = metrics.evaluate(*reference.predict(test_loader), class_names)
+  reference.model.load_state_dict(best["state"])
+  figures["selected"] = metrics.evaluate(*reference.predict(test_loader), class_names)
+  figures["wall_seconds"] = time.perf_counter() - started
+  minutes, seconds = divmod(round(figures["wall_seconds"]), 60)
+  print(f"  wall time, start to test figures: {minutes // 60} h {minutes % 60} min {seconds} s; "
+        f"median epoch {statistics.median(h['epoch_seconds'] for h in history):.1f} s")
+  for label, key in ((f"selected (epoch {best['epoch']}, best val AUC)", "selected"),
+                     (f"last (epoch {epochs})", "last")):
+    result = figures[key]
+    m, ci = result["metrics"], result["ci95"]
+    print(f"  test, {label}: ACC {m['accuracy']:.3f} [{ci['accuracy'][0]:.3f}, "
+          f"{ci['accuracy'][1]:.3f}], AUC {m['roc_auc']:.3f} [{ci['roc_auc'][0]:.3f}, "
+          f"{ci['roc_auc'][1]:.3f}], confusion matrix {result['confusion_matrix']}", flush=True)
+  return figures
+
+
 def main(argv):
   del argv
   import jax
@@ -484,7 +572,8 @@ def main(argv):
   if platform["backend"] == "cpu":
     print(f"XLA_FLAGS: {platform['xla_flags'] or '(none)'}", flush=True)
   results = {"platform": platform}
-  benches = {"train": bench_train, "pipeline": bench_pipeline, "epoch": bench_epoch}
+  benches = {"train": bench_train, "pipeline": bench_pipeline, "epoch": bench_epoch,
+             "recipe": bench_recipe}
   for what in _WHAT.value:
     if what not in benches:
       raise app.UsageError(f"--what: unknown {what!r}; choose from {sorted(benches)}")
