@@ -22,6 +22,8 @@ SHAPES = [
     (2, 16, 4, 8, 7, 2, 3),
     (3, 2, 8, 16, 3, 2, 1),
     (3, 1, 8, 8, 3, 1, 1),
+    (3, 1, 8, 8, 3, 2, 2),  # taps 0 and 2 read the pixel, tap 1 only padding
+    (3, 2, 8, 8, 5, 3, 2),
 ]
 
 
@@ -106,11 +108,24 @@ def test_col2im_is_the_transpose_of_patches():
   x = jax.random.normal(jax.random.PRNGKey(3), (2, 9, 7, 3))
   padding, strides = ((1, 2), (0, 1)), (2, 3)
   out_hw = ((9 + 3 - 3) // 2 + 1, (7 + 1 - 2) // 3 + 1)
-  patches = conv_lib._patches(x, (3, 2), strides, padding, out_hw)
+  patches = conv_lib._patches(x, (range(3), range(2)), strides, padding, out_hw)
   p = jax.random.normal(jax.random.PRNGKey(4), patches.shape)
   back = conv_lib._col2im(p.reshape((2,) + out_hw + (3, 2, 3)), x.shape, (3, 2), strides, padding)
   assert back.shape == x.shape
   np.testing.assert_allclose(jnp.vdot(patches, p), jnp.vdot(x, back), rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape, contraction", [
+    ((3, 1, 8, 8, 3, 1, 1), 8),  # 1x1 map: the centre tap
+    ((3, 2, 8, 16, 3, 2, 1), 4 * 8),  # 2x2 -> 1x1: the 2x2 taps over the pixels
+    ((3, 2, 8, 8, 3, 1, 1), 9 * 8),  # 2x2 -> 2x2: every tap reads a pixel somewhere
+])
+def test_tiny_maps_multiply_only_the_taps_that_read_input(shape, contraction):
+  *_, stride, pad = shape
+  x, w, _ = _inputs(shape)
+  jaxpr = jax.make_jaxpr(lambda x, w: _ours(x, w, stride, pad))(x, w)
+  dots = [e for e in jaxpr.eqns if e.primitive.name == "dot_general"]
+  assert [d.invars[0].aval.shape[-1] for d in dots] == [contraction]
 
 
 def test_network_gradients_match_lax_conv(monkeypatch):

@@ -5,7 +5,8 @@ Three CPU-only detours, all exact up to float rounding (tests/test_conv_vjp.py):
 * Tiny feature maps. XLA's CPU convolution is ~50-100x slower than it should be when the map is
   2x2 (e.g. ResNet's last stage at 64-px inputs: 185 ms instead of 4 ms for batch 32, 512
   channels). Such maps are convolved as im2col (shifted slices) + one matrix multiply instead,
-  and autodiff differentiates that.
+  over the kernel taps that read input pixels only (a 3x3 convolution on a 1x1 map is its
+  centre tap: the other eight multiply padding), and autodiff differentiates that.
 * Input gradients of strided convolutions. XLA writes them as a convolution of the cotangent
   with base dilation, and on small maps its simplifier swaps that convolution's operands into a
   form with a dilated, reversed kernel that XLA:CPU runs on a slow generic loop: the 3x3/2
@@ -49,27 +50,54 @@ IM2COL_WEIGHT_GRAD = None
 COL2IM_INPUT_GRAD = True
 
 
-def _patches(x, kernel_shape, strides, padding, out_hw):
-  """(B, H, W, C) -> (B * OH * OW, KH * KW * C), ordered as a HWIO kernel reshaped (KH*KW*C, O)."""
-  kh, kw = kernel_shape
+def _patches(x, taps, strides, padding, out_hw):
+  """(B, H, W, C) -> (B * OH * OW, len(rows) * len(cols) * C) for the kernel taps
+  `taps` = (rows, cols), ordered as a HWIO kernel (restricted to those taps) reshaped (-1, O)."""
+  rows, cols = taps
   out_h, out_w = out_hw
   if any(p for pair in padding for p in pair):
     x = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
   columns = [x[:, i:i + strides[0] * (out_h - 1) + 1:strides[0],
                j:j + strides[1] * (out_w - 1) + 1:strides[1], :]
-             for i in range(kh) for j in range(kw)]
+             for i in rows for j in cols]
   # stack, not concatenate: XLA:CPU writes the stacked layout ~2x faster.
   patches = columns[0] if len(columns) == 1 else jnp.stack(columns, axis=3)
-  return patches.reshape(-1, kh * kw * x.shape[-1])
+  return patches.reshape(-1, len(rows) * len(cols) * x.shape[-1])
+
+
+def _live_taps(size, kernel, stride, pad_low, out):
+  """The kernel offsets along one axis that read at least one input pixel, not only padding.
+
+  On a 1x1 map a 3x3 convolution with padding 1 reads its input through the centre tap alone:
+  the other eight multiply zeros, and an im2col over all nine does 9x the work for the same sum.
+  """
+  live = tuple(i for i in range(kernel)
+               if any(pad_low <= i + stride * o < pad_low + size for o in range(out)))
+  return live or tuple(range(kernel))
+
+
+def _select_taps(kernel, rows, cols):
+  """kernel[rows][:, cols] for static index tuples: slices when contiguous, as most are."""
+  for axis, index in ((0, rows), (1, cols)):
+    if index == tuple(range(index[0], index[-1] + 1)):
+      kernel = lax.slice_in_dim(kernel, index[0], index[-1] + 1, axis=axis)
+    else:
+      kernel = jnp.take(kernel, jnp.asarray(index), axis=axis)
+  return kernel
 
 
 def _im2col(x, kernel, strides, padding):
+  """The convolution as one matrix multiply over the taps that see the input (exact: the
+  dropped ones add zeros, and their weight gradients are zero either way)."""
   kh, kw, cin, cout = kernel.shape
   batch, height, width, _ = x.shape
-  out_h = (height + sum(padding[0]) - kh) // strides[0] + 1
-  out_w = (width + sum(padding[1]) - kw) // strides[1] + 1
-  patches = _patches(x, (kh, kw), strides, padding, (out_h, out_w))
-  out = jnp.dot(patches, kernel.reshape(kh * kw * cin, cout), precision=lax.Precision.HIGHEST)
+  out_h = _output_size(height, kh, strides[0], padding[0])
+  out_w = _output_size(width, kw, strides[1], padding[1])
+  rows = _live_taps(height, kh, strides[0], padding[0][0], out_h)
+  cols = _live_taps(width, kw, strides[1], padding[1][0], out_w)
+  patches = _patches(x, (rows, cols), strides, padding, (out_h, out_w))
+  kernel = _select_taps(kernel, rows, cols).reshape(len(rows) * len(cols) * cin, cout)
+  out = jnp.dot(patches, kernel, precision=lax.Precision.HIGHEST)
   return out.reshape(batch, out_h, out_w, cout)
 
 
@@ -133,7 +161,7 @@ def _backward(strides, padding, input_grad_by_matmul, weight_grad_by_matmul, res
     patch_grads = patch_grads.reshape(dy.shape[:3] + (kh, kw, cin))
     dx = _col2im(patch_grads, x.shape, (kh, kw), strides, padding).astype(x.dtype)
   if weight_grad_by_matmul:
-    patches = _patches(x, (kh, kw), strides, padding, dy.shape[1:3])
+    patches = _patches(x, (range(kh), range(kw)), strides, padding, dy.shape[1:3])
     # The barriers keep XLA from splitting the matmul over the stacked slices (nine small,
     # slow matmuls) and from flipping it into the slower (KH*KW*C, O) orientation.
     patches = lax.optimization_barrier(patches)
