@@ -60,6 +60,43 @@ def test_selected_checkpoint_is_the_best_validation_epoch(two_epoch_run):
   assert results["val"]["metrics"]["accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-6)
 
 
+def test_last_epoch_is_reported_beside_the_selected_one(two_epoch_run):
+  """results.json keeps the last epoch's test figures (demo tracks test accuracy per epoch: the
+  logged value is the reference), and report.md names them when another epoch was selected."""
+  workdir, results = two_epoch_run
+  history = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  last = json.loads((workdir / "results.json").read_text())["last_epoch"]
+  assert last["epoch"] == 2
+  assert np.sum(last["test"]["confusion_matrix"]) == 256
+  assert last["test"]["metrics"]["accuracy"] == pytest.approx(history[-1]["test_accuracy"],
+                                                              abs=1e-6)
+  selected = history[results["selected_epoch"] - 1]
+  assert results["test"]["metrics"]["accuracy"] == pytest.approx(selected["test_accuracy"],
+                                                                 abs=1e-6)
+  report = (workdir / "report.md").read_text()
+  assert ("The last epoch (2) on test" in report) == (results["selected_epoch"] != 2)
+
+
+def test_an_earlier_selected_epoch_has_the_last_one_evaluated_beside_it(prepared_dir, tmp_path):
+  """Selecting the highest val loss picks epoch 1 of this run; the last epoch's test figures
+  then come from a second evaluation, before the selected checkpoint is restored."""
+  config = tiny_config(prepared_dir, **{"selection.metric": "val_loss", "selection.mode": "max"})
+  results = loop.train_and_evaluate(config, tmp_path)
+  history = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert history[0]["val_loss"] > history[1]["val_loss"] and results["selected_epoch"] == 1
+  assert history[0]["test_accuracy"] != history[1]["test_accuracy"]  # the two are told apart
+  assert results["test"]["metrics"]["accuracy"] == pytest.approx(history[0]["test_accuracy"],
+                                                                 abs=1e-6)
+  last = results["last_epoch"]
+  assert last["epoch"] == 2 and np.sum(last["test"]["confusion_matrix"]) == 256
+  assert last["test"]["metrics"]["accuracy"] == pytest.approx(history[1]["test_accuracy"],
+                                                              abs=1e-6)
+  assert set(last["test"]["ci95"]) == set(last["test"]["metrics"])
+  line = next(l for l in (tmp_path / "report.md").read_text().splitlines()
+              if l.startswith("The last epoch (2) on test"))
+  assert f"accuracy {last['test']['metrics']['accuracy']:.3f} [" in line
+
+
 def test_rerunning_a_finished_run_does_not_train_again(two_epoch_run, prepared_dir):
   workdir, results = two_epoch_run
   before = (workdir / "metrics.jsonl").read_text()

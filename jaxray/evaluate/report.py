@@ -51,15 +51,25 @@ def write(path, results: dict, history: list[dict], reference: dict) -> None:
       row = test["per_class"][name]
       lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | "
                    f"{row['f1-score']:.3f} | {int(row['support'])} |")
+  last = results.get("last_epoch")
+  if last and last["epoch"] != results["selected_epoch"]:
+    figures = ", ".join(
+        f"{name} {_fmt(last['test']['metrics'][name])}"
+        + (" [{:.3f}, {:.3f}]".format(*last["test"]["ci95"][name]) if "ci95" in last["test"]
+           else "")
+        for name in ("accuracy", "roc_auc", "roc_auc_ovr") if name in last["test"]["metrics"])
+    lines += ["", f"The last epoch ({last['epoch']}) on test, for comparison only (not the "
+              f"selected checkpoint): {figures}; confusion matrix {last['test']['confusion_matrix']}."]
   if reference.get("notes"):
     lines += ["", f"Report's note: {reference['notes']}"]
   lines += ["", "## Per epoch", "",
-            "| epoch | train loss | train acc | val loss | val acc | test acc | seconds |",
-            "|---|---|---|---|---|---|---|"]
+            "| epoch | train loss | train acc | val loss | val acc | val AUC | test acc | seconds |",
+            "|---|---|---|---|---|---|---|---|"]
   for h in history:
     lines.append(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['train_accuracy']:.3f} | "
                  f"{h.get('val_loss', float('nan')):.4f} | {h.get('val_accuracy', float('nan')):.3f} | "
-                 f"{_fmt(h.get('test_accuracy'))} | {h['epoch_seconds']:.1f} |")
+                 f"{_fmt(h.get('val_roc_auc'))} | {_fmt(h.get('test_accuracy'))} | "
+                 f"{h['epoch_seconds']:.1f} |")
   if any("test_accuracy" in h for h in history):
     lines += ["", "Test accuracy per epoch is tracked as the report did, never used to choose "
               "the checkpoint."]

@@ -226,16 +226,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
   manager.wait_until_finished()
 
   selected = checkpoint.best_epoch(history, selection.metric, selection.mode)
+  last_test = None  # the final weights on test too, when selection chose another epoch
+  if selected != history[-1]["epoch"]:
+    last_test = predict(eval_fn, state, splits["test"], config, mesh, "test (last epoch)",
+                        batch_size=eval_batch_size)
   state = checkpoint.restore(manager, selected, state)
   results = _final_evaluation(config, workdir, eval_fn, state, splits, class_names, mesh,
-                              history, selected, overrides, eval_batch_size)
+                              history, selected, overrides, eval_batch_size, last_test)
   manager.close()
   return results
 
 
 def _final_evaluation(config, workdir, eval_fn, state, splits, class_names, mesh, history,
-                      selected, overrides, eval_batch_size) -> dict:
-  """Evaluates the selected checkpoint on val and test and writes every artifact."""
+                      selected, overrides, eval_batch_size, last_test=None) -> dict:
+  """Evaluates the selected checkpoint on val and test and writes every artifact.
+
+  `last_test` holds the last epoch's test predictions when selection chose an earlier epoch:
+  results.json and report.md give its figures beside the selected ones (never used to select),
+  so what the selection rule gained or lost is in the run's own record.
+  """
   predictions = {split: predict(eval_fn, state, splits[split], config, mesh, split,
                                 batch_size=eval_batch_size)
                  for split in ("val", "test")}
@@ -266,6 +275,10 @@ def _final_evaluation(config, workdir, eval_fn, state, splits, class_names, mesh
                                           bootstrap_samples=evaluation.bootstrap_samples,
                                           seed=config.seed)
     results[split]["loss"] = float(p["loss"].mean())  # report 004 quotes test loss
+  last = last_test if last_test is not None else predictions["test"]
+  results["last_epoch"] = {"epoch": history[-1]["epoch"], "test": metrics_lib.evaluate(
+      last["label"], last["probabilities"], class_names,
+      bootstrap_samples=evaluation.bootstrap_samples, seed=config.seed)}
   (workdir / "results.json").write_text(json.dumps(results, indent=2))
 
   test = predictions["test"]
