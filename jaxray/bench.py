@@ -24,7 +24,9 @@ other work slows both alike):
             other on the same machine.
 
 The torch reference runs when torch and torchvision can be imported, and is skipped with a message
-otherwise. The platform (backend, device kind) is printed, so the same command measures a GPU.
+otherwise. The platform (backend, device kind) is printed, so the same command measures a GPU;
+there the torch reference moves to CUDA too (when its build has CUDA: the device it ran on is
+printed), so both sides train on the same chip. Input pipelines stay on the host's CPUs.
 """
 
 import json
@@ -93,6 +95,20 @@ def _torch():
   return torch, torchvision
 
 
+def _torch_device(torch):
+  """The reference runs where jaxray does: on the GPU when JAX has one and torch sees CUDA."""
+  import jax
+  if jax.default_backend() == "gpu" and torch.cuda.is_available():
+    return torch.device("cuda")
+  return torch.device("cpu")
+
+
+def _torch_sync(torch, device):
+  """Waits for queued CUDA work, so a timed window ends when the reference's work does."""
+  if device.type == "cuda":
+    torch.cuda.synchronize(device)
+
+
 def _summary(rates):
   return {"median": statistics.median(rates), "min": min(rates), "max": max(rates),
           "windows": [round(r, 3) for r in rates]}
@@ -136,6 +152,7 @@ def _platform():
   if torch_pair:
     info["torch"] = torch_pair[0].__version__
     info["torch_threads"] = torch_pair[0].get_num_threads()
+    info["torch_device"] = str(_torch_device(torch_pair[0]))
   return info
 
 
@@ -191,12 +208,13 @@ def _torch_train_runner(torch, torchvision, size, batch, stem, steps):
   if stem == "cifar":  # MedMNIST's ResNet-18 (28): 3x3 stride-1 stem, no max-pool
     model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
     model.maxpool = torch.nn.Identity()
-  model.train()
+  device = _torch_device(torch)
+  model.to(device).train()
   opt = torch.optim.Adam(model.parameters(), lr=1e-3)
   loss_fn = torch.nn.CrossEntropyLoss()
   generator = torch.Generator().manual_seed(0)
-  images = torch.randn(batch, 3, size, size, generator=generator)
-  labels = torch.randint(0, 2, (batch,), generator=generator)
+  images = torch.randn(batch, 3, size, size, generator=generator).to(device)
+  labels = torch.randint(0, 2, (batch,), generator=generator).to(device)
 
   def run(n):
     started = time.perf_counter()
@@ -205,6 +223,7 @@ def _torch_train_runner(torch, torchvision, size, batch, stem, steps):
       loss = loss_fn(model(images), labels)
       loss.backward()
       opt.step()
+    _torch_sync(torch, device)
     return batch * n, time.perf_counter() - started
 
   run(1 + _WARMUP.value)
@@ -414,6 +433,8 @@ class _TorchMedMNIST:
     self.model = torchvision.models.resnet18(num_classes=2)
     self.model.conv1 = torch.nn.Conv2d(1, 64, 3, 1, 1, bias=False)
     self.model.maxpool = torch.nn.Identity()
+    self.device = _torch_device(torch)
+    self.model.to(self.device)
     self.opt = torch.optim.Adam(self.model.parameters(), lr=config.optimizer.learning_rate)
     self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=[50, 75], gamma=0.1)
     self.loss_fn = torch.nn.CrossEntropyLoss()
@@ -433,12 +454,13 @@ class _TorchMedMNIST:
     self.model.train()
     seen, total_loss = 0, 0.0
     for images, labels in self.train_loader:
+      images, labels = images.to(self.device), labels.to(self.device)
       self.opt.zero_grad()
       loss = self.loss_fn(self.model(images), labels)
       loss.backward()
       self.opt.step()
       seen += len(labels)
-      total_loss += loss.item() * len(labels)
+      total_loss += loss.item() * len(labels)  # .item() waits for the step, as MedMNIST's does
     self.scheduler.step()
     return seen, total_loss / seen
 
@@ -449,7 +471,7 @@ class _TorchMedMNIST:
     labels, probabilities = [], []
     with torch.no_grad():
       for images, batch_labels in loader:
-        probabilities.append(torch.softmax(self.model(images), dim=1))
+        probabilities.append(torch.softmax(self.model(images.to(self.device)), dim=1).cpu())
         labels.append(batch_labels)
     return torch.cat(labels).numpy(), torch.cat(probabilities).numpy()
 
@@ -567,6 +589,7 @@ def main(argv):
   print(f"Platform: {platform['backend']} ({platform['device_kind']}, "
         f"{platform['device_count']} device(s)), {platform['cpu_count']} CPUs, "
         f"jax {platform['jax']}, torch {platform.get('torch', 'not installed')}"
+        + (f" on {platform['torch_device']}" if "torch_device" in platform else "")
         + (f", load average {platform['load_average'][0]:.1f}" if "load_average" in platform
            else ""))
   if platform["backend"] == "cpu":
