@@ -422,13 +422,13 @@ def _jax_epoch_runner(config, train, val):
 class _TorchMedMNIST:
   """MedMNIST v2's PyTorch recipe (MedMNIST/experiments, train_and_eval_pytorch.py): its ResNet-18
   (28) (torchvision's blocks, 1 input channel, 3x3 stride-1 stem, no max-pool), Adam 1e-3,
-  MultiStepLR x0.1 at 50 and 75, CrossEntropyLoss, shuffled batches of 128 with the last partial
+  MultiStepLR (x0.1 at 50 and 75, from the config), CrossEntropyLoss, shuffled batches of 128 with the last partial
   one kept, a pass over val after every epoch. Images are normalized once up front and served from
   a TensorDataset, cheaper than MedMNIST's per-image PIL transforms: the reference gets the faster
   input path."""
 
   def __init__(self, torch, torchvision, config, train):
-    self.torch, self.config = torch, config
+    self.torch = torch
     torch.manual_seed(config.seed)
     self.model = torchvision.models.resnet18(num_classes=2)
     self.model.conv1 = torch.nn.Conv2d(1, 64, 3, 1, 1, bias=False)
@@ -436,7 +436,9 @@ class _TorchMedMNIST:
     self.device = _torch_device(torch)
     self.model.to(self.device)
     self.opt = torch.optim.Adam(self.model.parameters(), lr=config.optimizer.learning_rate)
-    self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=[50, 75], gamma=0.1)
+    self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        self.opt, milestones=list(config.optimizer.decay_epochs),
+        gamma=config.optimizer.decay_factor)
     self.loss_fn = torch.nn.CrossEntropyLoss()
     self.train_loader = self.loader(train, config.input.batch_size, shuffle=True)
 
