@@ -275,10 +275,13 @@ def _final_evaluation(config, workdir, eval_fn, state, splits, class_names, mesh
                                           bootstrap_samples=evaluation.bootstrap_samples,
                                           seed=config.seed)
     results[split]["loss"] = float(p["loss"].mean())  # report 004 quotes test loss
-  last = last_test if last_test is not None else predictions["test"]
-  results["last_epoch"] = {"epoch": history[-1]["epoch"], "test": metrics_lib.evaluate(
-      last["label"], last["probabilities"], class_names,
-      bootstrap_samples=evaluation.bootstrap_samples, seed=config.seed)}
+  if last_test is None:  # the selected epoch is the last: its figures, not a second bootstrap
+    last_figures = {k: v for k, v in results["test"].items() if k != "loss"}
+  else:
+    last_figures = metrics_lib.evaluate(last_test["label"], last_test["probabilities"],
+                                        class_names, seed=config.seed,
+                                        bootstrap_samples=evaluation.bootstrap_samples)
+  results["last_epoch"] = {"epoch": history[-1]["epoch"], "test": last_figures}
   (workdir / "results.json").write_text(json.dumps(results, indent=2))
 
   test = predictions["test"]
