@@ -8,8 +8,17 @@ while YNNPACK's reductions are 20x faster than XLA's (BatchNorm statistics over 
 which measured fastest for the whole train step. The flag changes which kernels run, not what
 they compute (results agree to float rounding).
 
-The setting is appended to XLA_FLAGS at `import jaxray`, unless the user's XLA_FLAGS already
-names the option (theirs wins) or JAXRAY_XLA_CPU_DEFAULTS=0. It has to happen before the first
+`--xla_cpu_enable_concurrency_optimized_scheduler=false`: XLA:CPU's default schedule orders
+independent operations so that they can run at the same time, and its runtime then does run them
+at once, each over the same two-thread pool; on a 2-core CPU they only compete for it. The
+memory-oriented order runs the 28-px ResNet-18 (MedMNIST stem) train step 1.02-1.24x faster, in 7
+of 7 paired runs (median 1.05x; 224 px: 1.01-1.10x in 3 of 3; 28 px with the ImageNet stem:
+0.93-1.04x, within its noise; BENCH.md). Same operations, same results: only their order changes.
+It is set only where the process sees at most 4 CPUs: that is where it was measured, and with more
+cores running operations side by side may well pay.
+
+Each setting is appended to XLA_FLAGS at `import jaxray`, unless the user's XLA_FLAGS already
+names that option (theirs wins) or JAXRAY_XLA_CPU_DEFAULTS=0. It has to happen before the first
 JAX computation: XLA reads XLA_FLAGS once, when the backend starts. It only affects the CPU
 backend; GPU runs compile exactly as before.
 
@@ -24,6 +33,8 @@ from jax import lax
 
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 _YNN_SETTING = "reduce"
+SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler"
+_SCHEDULER_MAX_CPUS = 4  # the scheduler setting only where contention is likely (measured: 2)
 # jaxlib releases that know the flag (an unknown flag in XLA_FLAGS aborts the process).
 _MIN_JAXLIB = (0, 10)
 
@@ -42,16 +53,35 @@ def _jaxlib_version():
 def configure() -> None:
   """Appends jaxray's XLA:CPU defaults to XLA_FLAGS (idempotent)."""
   flags = os.environ.get("XLA_FLAGS", "")
-  if YNN_FLAG in flags:
-    value = flags.split(YNN_FLAG, 1)[1].lstrip("=").split(" ", 1)[0]
-    _state["ynn_convolutions"] = "convolution" in value
+  knows_flags = _jaxlib_version() >= _MIN_JAXLIB
+  if os.environ.get("JAXRAY_XLA_CPU_DEFAULTS", "1") == "0" or not knows_flags:
+    _state["ynn_convolutions"] = _ynn_convolutions(flags, default=knows_flags)
     return
-  knows_flag = _jaxlib_version() >= _MIN_JAXLIB
-  if os.environ.get("JAXRAY_XLA_CPU_DEFAULTS", "1") == "0" or not knows_flag:
-    _state["ynn_convolutions"] = knows_flag  # jaxlib's own default from 0.10 on
-    return
-  os.environ["XLA_FLAGS"] = f"{flags} {YNN_FLAG}={_YNN_SETTING}".strip()
-  _state["ynn_convolutions"] = False
+  defaults = [(YNN_FLAG, _YNN_SETTING)]
+  if _cpu_count() <= _SCHEDULER_MAX_CPUS:
+    defaults.append((SCHEDULER_FLAG, "false"))
+  for option, value in defaults:
+    if option not in flags:
+      flags = f"{flags} {option}={value}".strip()
+  os.environ["XLA_FLAGS"] = flags
+  _state["ynn_convolutions"] = _ynn_convolutions(flags, default=knows_flags)
+
+
+def _cpu_count():
+  """CPUs this process may run on (its affinity mask, where the OS has one)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # macOS, Windows
+    return os.cpu_count() or 1
+
+
+def _ynn_convolutions(flags, default):
+  """Whether these XLA_FLAGS let YNNPACK compute convolutions (`default`: jaxlib's own choice,
+  YNNPACK from 0.10 on, when the flags do not say)."""
+  if YNN_FLAG not in flags:
+    return default
+  value = flags.split(YNN_FLAG, 1)[1].lstrip("=").split(" ", 1)[0]
+  return "convolution" in value
 
 
 def ynn_convolutions() -> bool:

@@ -19,6 +19,7 @@ def env(monkeypatch):
   monkeypatch.delenv("JAXRAY_XLA_CPU_DEFAULTS", raising=False)
   monkeypatch.setattr(xla_cpu, "_jaxlib_version", lambda: (0, 10))
   monkeypatch.setattr(xla_cpu, "_state", {"ynn_convolutions": True})
+  monkeypatch.setattr(xla_cpu, "_cpu_count", lambda: 2)
   return monkeypatch
 
 
@@ -27,15 +28,30 @@ def test_appends_once_and_keeps_other_flags(env):
   xla_cpu.configure()
   xla_cpu.configure()
   assert os.environ["XLA_FLAGS"] == (
-      "--xla_force_host_platform_device_count=4 --xla_cpu_experimental_ynn_fusion_type=reduce")
+      "--xla_force_host_platform_device_count=4 --xla_cpu_experimental_ynn_fusion_type=reduce"
+      " --xla_cpu_enable_concurrency_optimized_scheduler=false")
   assert not xla_cpu.ynn_convolutions()
 
 
 def test_users_setting_wins(env):
   env.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=individual_convolution")
   xla_cpu.configure()
-  assert os.environ["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type=individual_convolution"
+  assert os.environ["XLA_FLAGS"] == (
+      "--xla_cpu_experimental_ynn_fusion_type=individual_convolution"
+      " --xla_cpu_enable_concurrency_optimized_scheduler=false")
   assert xla_cpu.ynn_convolutions()
+  env.setenv("XLA_FLAGS", "--xla_cpu_enable_concurrency_optimized_scheduler=true")
+  xla_cpu.configure()
+  assert os.environ["XLA_FLAGS"] == (
+      "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+      " --xla_cpu_experimental_ynn_fusion_type=reduce")
+  assert not xla_cpu.ynn_convolutions()
+
+
+def test_scheduler_setting_only_on_few_cores(env):
+  env.setattr(xla_cpu, "_cpu_count", lambda: 16)
+  xla_cpu.configure()
+  assert os.environ["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type=reduce"
 
 
 def test_opt_out_and_old_jaxlib_leave_xla_flags_alone(env):
@@ -58,7 +74,10 @@ def test_import_configures_a_fresh_process_and_jax_accepts_the_flag():
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        check=True, timeout=300).stdout.split("\n")
   if xla_cpu._jaxlib_version() >= xla_cpu._MIN_JAXLIB:
-    assert out[0] == "--xla_cpu_experimental_ynn_fusion_type=reduce"
+    expected = "--xla_cpu_experimental_ynn_fusion_type=reduce"
+    if xla_cpu._cpu_count() <= xla_cpu._SCHEDULER_MAX_CPUS:
+      expected += " --xla_cpu_enable_concurrency_optimized_scheduler=false"
+    assert out[0] == expected
   assert out[1] == "4096.0"
 
 
