@@ -33,19 +33,19 @@ def test_appends_once_and_keeps_other_flags(env):
   assert not xla_cpu.ynn_convolutions()
 
 
-def test_users_setting_wins(env):
-  env.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=individual_convolution")
+@pytest.mark.parametrize("users, expected, ynn_convolutions", [
+    ("--xla_cpu_experimental_ynn_fusion_type=individual_convolution",
+     "--xla_cpu_experimental_ynn_fusion_type=individual_convolution"
+     " --xla_cpu_enable_concurrency_optimized_scheduler=false", True),
+    ("--xla_cpu_enable_concurrency_optimized_scheduler=true",
+     "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+     " --xla_cpu_experimental_ynn_fusion_type=reduce", False),
+])
+def test_users_setting_wins(env, users, expected, ynn_convolutions):
+  env.setenv("XLA_FLAGS", users)
   xla_cpu.configure()
-  assert os.environ["XLA_FLAGS"] == (
-      "--xla_cpu_experimental_ynn_fusion_type=individual_convolution"
-      " --xla_cpu_enable_concurrency_optimized_scheduler=false")
-  assert xla_cpu.ynn_convolutions()
-  env.setenv("XLA_FLAGS", "--xla_cpu_enable_concurrency_optimized_scheduler=true")
-  xla_cpu.configure()
-  assert os.environ["XLA_FLAGS"] == (
-      "--xla_cpu_enable_concurrency_optimized_scheduler=true"
-      " --xla_cpu_experimental_ynn_fusion_type=reduce")
-  assert not xla_cpu.ynn_convolutions()
+  assert os.environ["XLA_FLAGS"] == expected
+  assert xla_cpu.ynn_convolutions() == ynn_convolutions
 
 
 def test_scheduler_setting_only_on_few_cores(env):
