@@ -422,8 +422,8 @@ def _jax_epoch_runner(config, train, val):
 class _TorchMedMNIST:
   """MedMNIST v2's PyTorch recipe (MedMNIST/experiments, train_and_eval_pytorch.py): its ResNet-18
   (28) (torchvision's blocks, 1 input channel, 3x3 stride-1 stem, no max-pool), Adam 1e-3,
-  MultiStepLR (x0.1 at 50 and 75, from the config), CrossEntropyLoss, shuffled batches of 128 with the last partial
-  one kept, a pass over val after every epoch. Images are normalized once up front and served from
+  MultiStepLR (x0.1 at 50 and 75, from the config), CrossEntropyLoss, shuffled batches of 128
+  with the last partial one kept, a pass over val after every epoch. Images are normalized once up front and served from
   a TensorDataset, cheaper than MedMNIST's per-image PIL transforms: the reference gets the faster
   input path."""
 

@@ -59,7 +59,8 @@ def write(path, results: dict, history: list[dict], reference: dict) -> None:
            else "")
         for name in ("accuracy", "roc_auc", "roc_auc_ovr") if name in last["test"]["metrics"])
     lines += ["", f"The last epoch ({last['epoch']}) on test, for comparison only (not the "
-              f"selected checkpoint): {figures}; confusion matrix {last['test']['confusion_matrix']}."]
+              f"selected checkpoint): {figures}; "
+              f"confusion matrix {last['test']['confusion_matrix']}."]
   if reference.get("notes"):
     lines += ["", f"Report's note: {reference['notes']}"]
   lines += ["", "## Per epoch", "",
