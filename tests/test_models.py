@@ -44,6 +44,21 @@ def test_torchvision_layout_names_and_init():
   assert float(jnp.abs(net.fc.bias[...]).max()) > 0
 
 
+def test_torch_default_conv_init_is_nn_conv2d_s_uniform():
+  """conv_init="torch_default": nn.Conv2d's kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in))."""
+  cfg = ml_collections.ConfigDict(dict(name="resnet18", stem="cifar", conv_init="torch_default"))
+  net = build_model(cfg, 2, 28, seed=0, in_channels=1).backbone
+  for kernel, fan_in in ((net.conv1.kernel, 9 * 1), (net.layer3[1].conv2.kernel, 9 * 256),
+                         (net.layer2[0].downsample.conv.kernel, 64)):
+    values = np.asarray(kernel[...])
+    bound = 1 / np.sqrt(fan_in)
+    assert np.abs(values).max() <= bound
+    assert np.abs(values).max() > 0.95 * bound  # spread over the whole interval, not normal
+    assert np.std(values) == pytest.approx(bound / np.sqrt(3), rel=0.05 if fan_in > 9 else 0.3)
+  with pytest.raises(ValueError, match="model.conv_init must be one of"):
+    build_model(ml_collections.ConfigDict(dict(name="resnet18", conv_init="he")), 2, 28, 0)
+
+
 def test_unknown_model_and_bad_head_are_clear_errors():
   with pytest.raises(ValueError, match="Unknown model.name 'resnet19'"):
     build_model(ml_collections.ConfigDict(dict(name="resnet19")), 2, 32, 0)

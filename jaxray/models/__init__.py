@@ -27,15 +27,15 @@ def register_backbone(name: str):
 
 @register_backbone("resnet18")
 def _resnet18(cfg, image_size, in_channels, dtype, rngs):
-  net = resnet.resnet18(stem=cfg.get("stem", "imagenet"), in_channels=in_channels, dtype=dtype,
-                        rngs=rngs)
+  net = resnet.resnet18(stem=cfg.get("stem", "imagenet"), in_channels=in_channels,
+                        conv_init=cfg.get("conv_init", "torchvision"), dtype=dtype, rngs=rngs)
   return net, net.num_features
 
 
 @register_backbone("resnet34")
 def _resnet34(cfg, image_size, in_channels, dtype, rngs):
-  net = resnet.resnet34(stem=cfg.get("stem", "imagenet"), in_channels=in_channels, dtype=dtype,
-                        rngs=rngs)
+  net = resnet.resnet34(stem=cfg.get("stem", "imagenet"), in_channels=in_channels,
+                        conv_init=cfg.get("conv_init", "torchvision"), dtype=dtype, rngs=rngs)
   return net, net.num_features
 
 

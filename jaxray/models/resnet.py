@@ -20,10 +20,11 @@ from jaxray.models import pooling
 _BN = dict(epsilon=1e-5, momentum=0.9)
 
 
-def conv(in_ch, out_ch, kernel, stride=1, padding=0, *, dtype, rngs):
+def conv(in_ch, out_ch, kernel, stride=1, padding=0, *, dtype, rngs,
+         kernel_init=layers.torch_conv_init):
   return nnx.Conv(in_ch, out_ch, (kernel, kernel), strides=stride,
                   padding=((padding, padding), (padding, padding)), use_bias=False,
-                  kernel_init=layers.torch_conv_init, dtype=dtype, rngs=rngs,
+                  kernel_init=kernel_init, dtype=dtype, rngs=rngs,
                   conv_general_dilated=conv_lib.conv_general_dilated)
 
 
@@ -34,8 +35,8 @@ def batch_norm(features, *, dtype, rngs):
 class Downsample(nnx.Module):
   """The 1x1 strided projection on the shortcut (torchvision's `downsample` Sequential)."""
 
-  def __init__(self, in_ch, out_ch, stride, *, dtype, rngs):
-    self.conv = conv(in_ch, out_ch, 1, stride, dtype=dtype, rngs=rngs)
+  def __init__(self, in_ch, out_ch, stride, *, dtype, rngs, kernel_init):
+    self.conv = conv(in_ch, out_ch, 1, stride, dtype=dtype, rngs=rngs, kernel_init=kernel_init)
     self.bn = batch_norm(out_ch, dtype=dtype, rngs=rngs)
 
   def __call__(self, x, train: bool):
@@ -45,13 +46,15 @@ class Downsample(nnx.Module):
 class BasicBlock(nnx.Module):
   """Two 3x3 convs with an identity (or projected) shortcut."""
 
-  def __init__(self, in_ch, out_ch, stride=1, *, dtype, rngs):
-    self.conv1 = conv(in_ch, out_ch, 3, stride, 1, dtype=dtype, rngs=rngs)
+  def __init__(self, in_ch, out_ch, stride=1, *, dtype, rngs,
+               kernel_init=layers.torch_conv_init):
+    self.conv1 = conv(in_ch, out_ch, 3, stride, 1, dtype=dtype, rngs=rngs, kernel_init=kernel_init)
     self.bn1 = batch_norm(out_ch, dtype=dtype, rngs=rngs)
-    self.conv2 = conv(out_ch, out_ch, 3, 1, 1, dtype=dtype, rngs=rngs)
+    self.conv2 = conv(out_ch, out_ch, 3, 1, 1, dtype=dtype, rngs=rngs, kernel_init=kernel_init)
     self.bn2 = batch_norm(out_ch, dtype=dtype, rngs=rngs)
     needs_projection = stride != 1 or in_ch != out_ch
-    self.downsample = (Downsample(in_ch, out_ch, stride, dtype=dtype, rngs=rngs)
+    self.downsample = (Downsample(in_ch, out_ch, stride, dtype=dtype, rngs=rngs,
+                                  kernel_init=kernel_init)
                        if needs_projection else None)
 
   def __call__(self, x, train: bool):
@@ -69,18 +72,22 @@ class ResNet(nnx.Module):
   stem="imagenet" is torchvision's 7x7/2 conv + 3x3/2 max-pool; stem="cifar" is the 3x3/1 conv
   without max-pool used for 28-px inputs (MedMNIST's ResNet-18 (28)). With `num_classes` the
   model ends in torchvision's `fc` layer (the ImageNet head); without, it returns the 512-d
-  pooled features for a separate classification head.
+  pooled features for a separate classification head. `conv_init` names the convolutions'
+  initializer (`layers.CONV_INITS`): torchvision's Kaiming-normal fan-out, or PyTorch's
+  nn.Conv2d default for networks that keep it.
   """
 
   def __init__(self, stage_sizes: Sequence[int], num_classes: int | None = None,
-               stem: str = "imagenet", in_channels: int = 3, *, dtype=None, rngs: nnx.Rngs):
+               stem: str = "imagenet", in_channels: int = 3, conv_init: str = "torchvision", *,
+               dtype=None, rngs: nnx.Rngs):
     if stem not in ("imagenet", "cifar"):
       raise ValueError(f"model.stem must be 'imagenet' or 'cifar', got {stem!r}")
     self.stem = stem
+    kernel_init = layers.conv_init(conv_init)
     if stem == "imagenet":
-      self.conv1 = conv(in_channels, 64, 7, 2, 3, dtype=dtype, rngs=rngs)
+      self.conv1 = conv(in_channels, 64, 7, 2, 3, dtype=dtype, rngs=rngs, kernel_init=kernel_init)
     else:
-      self.conv1 = conv(in_channels, 64, 3, 1, 1, dtype=dtype, rngs=rngs)
+      self.conv1 = conv(in_channels, 64, 3, 1, 1, dtype=dtype, rngs=rngs, kernel_init=kernel_init)
     self.bn1 = batch_norm(64, dtype=dtype, rngs=rngs)
     widths = (64, 128, 256, 512)
     in_ch = 64
@@ -88,7 +95,8 @@ class ResNet(nnx.Module):
       stage = []
       for block in range(blocks):
         stride = 2 if (index > 0 and block == 0) else 1
-        stage.append(BasicBlock(in_ch, width, stride, dtype=dtype, rngs=rngs))
+        stage.append(BasicBlock(in_ch, width, stride, dtype=dtype, rngs=rngs,
+                                kernel_init=kernel_init))
         in_ch = width
       setattr(self, f"layer{index + 1}", nnx.List(stage))
     self.num_features = in_ch
