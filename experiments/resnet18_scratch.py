@@ -28,6 +28,7 @@ def get_config():
       batch_size=32,
       eval_batch_size=32,
       normalization=dict(kind="mean_std", mean=(0.5303,) * 3, std=(0.1944,) * 3),
+      drop_remainder=False,  # the epoch's remainder is a last, smaller batch, as in PyTorch
       num_threads=2,  # grain reader threads
   )
   config.augment = dict(rotation_degrees=0.0, hflip=False, brightness=0.0, contrast=0.0)
@@ -35,6 +36,7 @@ def get_config():
   config.model = dict(
       name="resnet18",
       stem="imagenet",
+      conv_init="torchvision",  # Kaiming normal, fan-out, as torchvision.models.resnet18 does
       head=dict(hidden=(), dropout=(), init="torch"),  # fc replaced by Linear(512, 2)
       loss="softmax",
       freeze_backbone=False,

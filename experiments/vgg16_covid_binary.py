@@ -38,6 +38,7 @@ def get_config():
       batch_size=5,
       eval_batch_size=10,
       normalization=dict(kind="caffe"),  # = jaxray.weights.preprocessing("keras_vgg16")
+      drop_remainder=False,  # Keras' fit trains on the epoch's remainder as a smaller batch
       num_threads=2,
   )
   config.augment = dict(rotation_degrees=0.0, hflip=False, brightness=0.0, contrast=0.0)

@@ -391,7 +391,7 @@ def _jax_epoch_runner(config, train, val):
   size, batch = config.input.image_size, config.input.batch_size
   mesh = mesh_lib.create_mesh()
   model = models.build_model(config.model, 2, size, config.seed, config.input.get("channels", 3))
-  steps_per_epoch = pipeline.steps_per_epoch(len(train), batch)
+  steps_per_epoch = pipeline.steps_per_epoch(len(train), batch, False, mesh.size)
   tx = optimizer.build(config.optimizer, steps_per_epoch)
   graphdef, state = steps_lib.create_state(model, tx, config.seed)
   replicated = mesh_lib.replicated(mesh)
@@ -405,16 +405,16 @@ def _jax_epoch_runner(config, train, val):
     started = time.perf_counter()
     running = jax.device_put(steps_lib.zero_metrics(), replicated)
     batches = pipeline.train_batches(train, batch_size=batch, image_size=size, seed=0,
-                                     epoch=epoch, num_threads=_WORKERS.value)
+                                     epoch=epoch, multiple=mesh.size, num_threads=_WORKERS.value)
     holder["state"], running = loop.train_epoch(train_fn, holder["state"], running, batches, mesh,
                                                 show=False)
-    jax.block_until_ready(running)
+    images = int(jax.block_until_ready(running)["count"])  # the partial last batch included
     train_seconds = time.perf_counter() - started
     outputs = [eval_fn(holder["state"], mesh_lib.to_global(b, mesh))["probabilities"]
                for b in pipeline.eval_batches(val, batch_size=eval_batch, image_size=size,
                                               num_threads=_WORKERS.value)]
     jax.block_until_ready(outputs)
-    return steps_per_epoch * batch, train_seconds, time.perf_counter() - started
+    return images, train_seconds, time.perf_counter() - started
 
   return one_epoch
 
@@ -423,9 +423,10 @@ class _TorchMedMNIST:
   """MedMNIST v2's PyTorch recipe (MedMNIST/experiments, train_and_eval_pytorch.py): its ResNet-18
   (28) (torchvision's blocks, 1 input channel, 3x3 stride-1 stem, no max-pool), Adam 1e-3,
   MultiStepLR (x0.1 at 50 and 75, from the config), CrossEntropyLoss, shuffled batches of 128
-  with the last partial one kept, a pass over val after every epoch. Images are normalized once up front and served from
-  a TensorDataset, cheaper than MedMNIST's per-image PIL transforms: the reference gets the faster
-  input path."""
+  with the last partial one kept, a pass over val after every epoch; convolutions keep
+  nn.Conv2d's default init, as MedMNIST's network does. Images are normalized once up front and
+  served from a TensorDataset, cheaper than MedMNIST's per-image PIL transforms: the reference
+  gets the faster input path."""
 
   def __init__(self, torch, torchvision, config, train):
     self.torch = torch
@@ -433,6 +434,9 @@ class _TorchMedMNIST:
     self.model = torchvision.models.resnet18(num_classes=2)
     self.model.conv1 = torch.nn.Conv2d(1, 64, 3, 1, 1, bias=False)
     self.model.maxpool = torch.nn.Identity()
+    for module in self.model.modules():  # MedMNIST's network keeps nn.Conv2d's own init
+      if isinstance(module, torch.nn.Conv2d):
+        module.reset_parameters()
     self.device = _torch_device(torch)
     self.model.to(self.device)
     self.opt = torch.optim.Adam(self.model.parameters(), lr=config.optimizer.learning_rate)

@@ -97,7 +97,8 @@ def main():
   seconds["model"] = time.time() - STARTED
   seconds["model_cpu"] = CPU()
   train_source = fake_split(84, seed=10)  # 10 full batches of 8 per epoch, 4 examples dropped
-  steps_per_epoch = pipeline.steps_per_epoch(len(train_source), config.input.batch_size)
+  steps_per_epoch = pipeline.steps_per_epoch(len(train_source), config.input.batch_size,
+                                             drop_remainder=True)
   tx = optimizer.build(config.optimizer, steps_per_epoch, config.model.freeze_backbone)
   graphdef, state = steps_lib.create_state(model, tx, config.seed)
   state = jax.device_put(state, replicated)
@@ -113,7 +114,7 @@ def main():
       epoch += 1
       for batch in pipeline.train_batches(train_source, batch_size=config.input.batch_size,
                                           image_size=IMAGE_SIZE, seed=config.seed, epoch=epoch,
-                                          num_threads=1):
+                                          drop_remainder=True, num_threads=1):
         assert len(batch["label"]) == config.input.batch_size // jax.process_count()
         metrics = jax.device_put(steps_lib.zero_metrics(), replicated)
         state, metrics = train_fn(state, mesh_lib.to_global(batch, mesh), metrics)

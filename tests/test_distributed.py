@@ -178,12 +178,13 @@ def _as_process(index, count, make_batches):
 def test_processes_read_contiguous_blocks_of_the_same_global_batches(processes):
   """Without devices: P processes' shares, put side by side, are the one-process batches."""
   from jaxray.data import pipeline
-  source = _Source(50)
+  source = _Source(58)  # 4 batches of 12 and the remainder, 10 cut to 6 (a multiple of 6 devices)
   make = lambda: pipeline.train_batches(source, batch_size=12, image_size=4, seed=1, epoch=3,
-                                        num_threads=1)
+                                        multiple=6, num_threads=1)
   whole = _as_process(0, 1, make)
   shares = [_as_process(p, processes, make) for p in range(processes)]
-  assert len(whole) == 4 and all(len(share) == 4 for share in shares)
+  assert [len(b["label"]) for b in whole] == [12] * 4 + [6]
+  assert all(len(share) == 5 for share in shares)
   for step, batch in enumerate(whole):
     for key in ("image", "label", "index"):
       np.testing.assert_array_equal(

@@ -22,8 +22,8 @@ def _epoch(source, **kwargs):
 
 
 def test_train_batches_shapes_and_full_batches_only():
-  batches = _epoch(FakeSource(30), seed=0, epoch=1)
-  assert len(batches) == pipeline.steps_per_epoch(30, 8) == 3
+  batches = _epoch(FakeSource(30), seed=0, epoch=1, drop_remainder=True)
+  assert len(batches) == pipeline.steps_per_epoch(30, 8, drop_remainder=True) == 3
   for batch in batches:
     assert batch["image"].shape == (8, 16, 16, 1) and batch["image"].dtype == np.uint8
     assert batch["label"].shape == (8,)
@@ -31,6 +31,26 @@ def test_train_batches_shapes_and_full_batches_only():
     np.testing.assert_array_equal(batch["label"], batch["index"] % 2)
   indices = np.concatenate([b["index"] for b in batches])
   assert len(set(indices.tolist())) == 24
+
+
+@pytest.mark.parametrize("size, multiple, last", [(30, 1, 6), (30, 4, 4), (30, 7, 0), (32, 1, 0)])
+def test_the_epoch_remainder_is_a_last_smaller_batch(size, multiple, last):
+  """As PyTorch's DataLoader: every example once an epoch, the remainder in a batch of its own,
+  cut to a multiple of the device count."""
+  batches = _epoch(FakeSource(size), seed=0, epoch=1, multiple=multiple)
+  assert pipeline.last_batch_size(size, 8, False, multiple) == last
+  steps = pipeline.steps_per_epoch(size, 8, False, multiple)
+  assert len(batches) == steps == size // 8 + (last > 0)
+  assert [len(b["label"]) for b in batches] == [8] * (size // 8) + ([last] if last else [])
+  indices = np.concatenate([b["index"] for b in batches])
+  assert len(set(indices.tolist())) == len(indices) == size // 8 * 8 + last
+  for batch in batches:
+    np.testing.assert_array_equal(batch["image"][:, 0, 0, 0], batch["index"] % 256)
+  if multiple == 1:  # the whole shuffled epoch: the last batch is the rest of the same order
+    assert sorted(indices.tolist()) == list(range(size))
+    dropped = _epoch(FakeSource(size), seed=0, epoch=1, drop_remainder=True)
+    np.testing.assert_array_equal(np.concatenate([b["index"] for b in dropped]),
+                                  indices[:size // 8 * 8])
 
 
 def test_train_order_is_a_function_of_seed_and_epoch():

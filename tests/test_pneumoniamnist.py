@@ -131,6 +131,7 @@ def test_download_checks_the_md5(tmp_path, monkeypatch):
 
 def test_experiment_is_the_medmnist_recipe():
   from jaxray import config as config_lib
+  from jaxray.data import pipeline
   from jaxray.train import optimizer
   config = config_lib.load("resnet18_pneumoniamnist")
   assert (config.dataset.name, config.dataset.config, config.input.image_size) == (
@@ -146,7 +147,13 @@ def test_experiment_is_the_medmnist_recipe():
   assert model.backbone.conv1.kernel.shape == (3, 3, 1, 64)
   assert (config.input.batch_size, config.num_epochs) == (128, 100)
   assert config.selection.metric == "val_roc_auc" and not config.track_test_per_epoch
-  schedule = optimizer.learning_rate_schedule(config.optimizer, steps_per_epoch=36)
+  # As MedMNIST's loop: 36 batches of 128 and one of the remaining 100 images an epoch, from
+  # nn.Conv2d's default init.
+  assert not config.input.drop_remainder and config.model.conv_init == "torch_default"
+  steps = pipeline.steps_per_epoch(4708, config.input.batch_size, config.input.drop_remainder)
+  assert steps == 37
+  schedule = optimizer.learning_rate_schedule(config.optimizer, steps_per_epoch=steps)
   for epoch, lr in ((0, 1e-3), (49, 1e-3), (50, 1e-4), (74, 1e-4), (75, 1e-5), (99, 1e-5)):
-    assert float(schedule(epoch * 36)) == pytest.approx(lr), epoch
+    assert float(schedule(epoch * steps)) == pytest.approx(lr), epoch
+    assert float(schedule(epoch * steps + steps - 1)) == pytest.approx(lr), epoch
   assert (config.reference.accuracy, config.reference.roc_auc) == (0.854, 0.944)

@@ -7,11 +7,13 @@ would have seen without the interruption, with no iterator state to checkpoint.
 
 Every batch is this process's share of the global batch: with P processes, process p reads the
 p-th contiguous block of B / P examples of every global batch of B, so the global batch is the
-same array, in the same order, on one device, many devices or many hosts. Evaluation pads the
-last batch and masks the padding, so every example is counted exactly once whatever the batch
-size and the number of devices or hosts.
+same array, in the same order, on one device, many devices or many hosts. Training keeps the
+epoch's remainder as a last, smaller batch, as the reports' loaders do (cut to a multiple of the
+device count). Evaluation pads the last batch and masks the padding, so every example is counted
+exactly once whatever the batch size and the number of devices or hosts.
 """
 
+import itertools
 import math
 from typing import Iterator
 
@@ -50,16 +52,39 @@ def _per_process(batch_size: int) -> int:
   return batch_size // processes
 
 
-def steps_per_epoch(num_examples: int, batch_size: int) -> int:
-  """Full global batches per epoch (the remainder is dropped; it changes with every shuffle)."""
-  return num_examples // batch_size
+def last_batch_size(num_examples: int, batch_size: int, drop_remainder: bool,
+                    multiple: int = 1) -> int:
+  """The size of the epoch's last, partial global batch; 0 when there is none.
+
+  The reports' loaders (PyTorch's DataLoader, Keras' fit) train on the remainder of the epoch
+  as one smaller batch. It must split evenly over the devices, so it is cut to a multiple of
+  `multiple` (the device count): on one device nothing is left out, on D devices at most D - 1
+  examples of the (reshuffled) epoch. `drop_remainder` leaves it out altogether.
+  """
+  if drop_remainder:
+    return 0
+  return num_examples % batch_size // multiple * multiple
+
+
+def steps_per_epoch(num_examples: int, batch_size: int, drop_remainder: bool = False,
+                    multiple: int = 1) -> int:
+  """Global batches per epoch: the full ones, and the partial last one if it is kept."""
+  last = last_batch_size(num_examples, batch_size, drop_remainder, multiple)
+  return num_examples // batch_size + (last > 0)
 
 
 def train_batches(source, *, batch_size: int, image_size: int, seed: int, epoch: int,
-                  num_threads: int = 2, prefetch: int = 4) -> Iterator[dict]:
-  """One epoch of shuffled training batches (this process's share of each global batch)."""
-  steps = steps_per_epoch(len(source), batch_size)
-  if steps == 0:
+                  drop_remainder: bool = False, multiple: int = 1, num_threads: int = 2,
+                  prefetch: int = 4) -> Iterator[dict]:
+  """One epoch of shuffled training batches (this process's share of each global batch).
+
+  Every batch has `batch_size` examples but the last, which has
+  `last_batch_size(len(source), batch_size, drop_remainder, multiple)` (the train step compiles
+  once more for it).
+  """
+  full_steps = len(source) // batch_size
+  last = last_batch_size(len(source), batch_size, drop_remainder, multiple)
+  if full_steps == 0:
     raise ValueError(f"The training split has {len(source)} examples, fewer than one batch of "
                      f"{batch_size}; lower the batch size (--set input.batch_size=...).")
   dataset = (grain.MapDataset.source(source)
@@ -69,10 +94,17 @@ def train_batches(source, *, batch_size: int, image_size: int, seed: int, epoch:
   # processes; process p reads the p-th contiguous block of it. Contiguous, not strided: the
   # global batch is then the same array in the same order on one process or many, so every
   # example keeps its position and hence its augmentation key.
-  dataset = dataset[:steps * batch_size].batch(_per_process(batch_size), drop_remainder=True)
-  dataset = dataset[jax.process_index()::jax.process_count()]
   options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
-  return iter(dataset.to_iter_dataset(options))
+  end = full_steps * batch_size
+  full = dataset[:end].batch(_per_process(batch_size), drop_remainder=True)
+  full = full[jax.process_index()::jax.process_count()]
+  if not last:
+    return iter(full.to_iter_dataset(options))
+  # The partial batch, positions [end, end + last): process p reads its p-th block of last / P.
+  share = _per_process(last)
+  start = end + jax.process_index() * share
+  tail = dataset[start:start + share].batch(share)
+  return itertools.chain(full.to_iter_dataset(options), tail.to_iter_dataset(options))
 
 
 def eval_batches(source, *, batch_size: int, image_size: int, num_threads: int = 2,

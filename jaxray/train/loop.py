@@ -177,7 +177,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
   if config.model.pretrained.source:
     from jaxray import weights  # only runs that start from ImageNet weights need it
     weights.load_pretrained(model, config.model)
-  steps_per_epoch = pipeline.steps_per_epoch(len(splits["train"]), config.input.batch_size)
+  drop_remainder = config.input.get("drop_remainder", False)
+  steps_per_epoch = pipeline.steps_per_epoch(len(splits["train"]), config.input.batch_size,
+                                             drop_remainder, mesh.size)
   tx = optimizer.build(config.optimizer, steps_per_epoch, config.model.freeze_backbone)
   graphdef, state = steps_lib.create_state(model, tx, config.seed)
   replicated = mesh_lib.replicated(mesh)
@@ -203,7 +205,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
     running = jax.device_put(steps_lib.zero_metrics(), replicated)
     batches = pipeline.train_batches(splits["train"], batch_size=config.input.batch_size,
                                      image_size=config.input.image_size, seed=config.seed,
-                                     epoch=epoch, num_threads=config.input.num_threads)
+                                     epoch=epoch, drop_remainder=drop_remainder,
+                                     multiple=mesh.size, num_threads=config.input.num_threads)
     state, running = train_epoch(train_fn, state, running, batches, mesh, total=steps_per_epoch,
                                  description=f"epoch {epoch}", show=_is_chief())
     running = mesh_lib.to_host(running)
