@@ -515,7 +515,7 @@ def bench_epoch():
     for n, run in runners.items():
       timings[n].append(run())
   for n in runners:
-    figures[n] = {"first_epoch_seconds": first[n],
+    figures[n] = {"first_epoch_seconds": first[n], "train_images": timings[n][0][0],
                   "epoch_seconds": _summary([t for _, _, t in timings[n]]),
                   "train_images_per_second": _summary([i / t for i, t, _ in timings[n]])}
     e = figures[n]["epoch_seconds"]

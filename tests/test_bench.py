@@ -1,0 +1,76 @@
+"""`python -m jaxray.bench` as a user runs it: its figures, its JSON file, its errors.
+
+Speed itself is never asserted (the figures depend on the machine); what is checked is that the
+command measures what it says, writes every figure it prints, and says why a part is skipped.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _bench(args, tmp_path, *, hide_torch=True, timeout=600):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  if hide_torch:  # as on a machine without PyTorch, whether or not this one has it
+    fake = tmp_path / "no_torch" / "torch"
+    fake.mkdir(parents=True, exist_ok=True)
+    (fake / "__init__.py").write_text("raise ImportError('torch hidden by the test')\n")
+    env["PYTHONPATH"] = os.pathsep.join([str(fake.parent), str(REPO)])
+  return subprocess.run([sys.executable, "-m", "jaxray.bench", *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def _write_pneumoniamnist(folder: pathlib.Path, sizes) -> None:
+  rng = np.random.default_rng(0)
+  arrays = {}
+  for split, n in sizes.items():
+    arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    arrays[f"{split}_labels"] = (np.arange(n) % 3 != 0).astype(np.uint8)[:, None]
+  folder.mkdir(parents=True, exist_ok=True)
+  np.savez_compressed(folder / "pneumoniamnist.npz", **arrays)
+
+
+def test_train_and_epoch_figures_and_json_without_torch(tmp_path):
+  # 150 training images at the recipe's batch of 128: one full batch and the remaining 22.
+  _write_pneumoniamnist(tmp_path / "data", {"train": 150, "val": 20, "test": 20})
+  out = tmp_path / "bench.json"
+  result = _bench(["--what=train,epoch", "--train_sizes=32x4:cifar", "--windows=2",
+                   "--steps_per_window=1", "--warmup=0", "--noother_conv_grad",
+                   "--epoch_experiment=resnet18_pneumoniamnist",
+                   f"--data_dir={tmp_path / 'data'}", f"--prepared_dir={tmp_path / 'tfds'}",
+                   f"--json={out}"], tmp_path)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert "PyTorch reference skipped" in result.stdout
+  assert "Platform: cpu" in result.stdout
+  figures = json.loads(out.read_text())
+  assert figures["platform"]["backend"] == "cpu" and "torch" not in figures["platform"]
+  train = figures["train"]["32x4:cifar"]
+  assert (train["image_size"], train["batch_size"], train["stem"]) == (32, 4, "cifar")
+  assert len(train["jaxray"]["windows"]) == 2
+  assert train["jaxray"]["min"] <= train["jaxray"]["median"] <= train["jaxray"]["max"]
+  assert "torch" not in train and "ratio" not in train
+  epoch = figures["epoch"]
+  assert (epoch["train_examples"], epoch["val_examples"], epoch["batch_size"]) == (150, 20, 128)
+  assert epoch["jaxray"]["train_images"] == 150  # the partial last batch is trained and counted
+  assert epoch["jaxray"]["epoch_seconds"]["median"] > 0
+  assert "ratio" not in epoch
+  assert f"{train['jaxray']['median']:8.1f} img/s" in result.stdout  # printed as written
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--what=speed"], "--what: unknown 'speed'"),
+    (["--what=recipe", "--epoch_experiment=resnet18_pneumoniamnist"],
+     "pip install torch torchvision"),
+    (["--what=recipe", "--epoch_experiment=demo"], "resnet18_pneumoniamnist only"),
+])
+def test_bad_requests_are_clear_errors(tmp_path, args, message):
+  result = _bench(args, tmp_path, timeout=120)
+  assert result.returncode != 0
+  assert message in result.stdout + result.stderr
