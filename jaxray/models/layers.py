@@ -11,7 +11,7 @@ from flax import nnx
 
 # torchvision ResNet: kaiming_normal_(mode="fan_out", nonlinearity="relu") on every conv.
 torch_conv_init = jax.nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-# nn.Conv2d left as constructed: kaiming_uniform_(a=sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+# nn.Conv2d as constructed: kaiming_uniform_(a=sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in))
 # (variance_scaling's uniform bound is sqrt(3 * scale / fan_in)).
 # Networks that never re-initialise their convolutions (kuangliu's CIFAR ResNet, which MedMNIST
 # v2's ResNet-18 (28) is) start from this one.
