@@ -391,7 +391,7 @@ def _jax_epoch_runner(config, train, val):
   size, batch = config.input.image_size, config.input.batch_size
   mesh = mesh_lib.create_mesh()
   model = models.build_model(config.model, 2, size, config.seed, config.input.get("channels", 3))
-  steps_per_epoch = pipeline.steps_per_epoch(len(train), batch, False, mesh.size)
+  steps_per_epoch = pipeline.steps_per_epoch(len(train), batch, multiple=mesh.size)
   tx = optimizer.build(config.optimizer, steps_per_epoch)
   graphdef, state = steps_lib.create_state(model, tx, config.seed)
   replicated = mesh_lib.replicated(mesh)
