@@ -20,8 +20,7 @@ from jaxray.models import pooling
 _BN = dict(epsilon=1e-5, momentum=0.9)
 
 
-def conv(in_ch, out_ch, kernel, stride=1, padding=0, *, dtype, rngs,
-         kernel_init=layers.torch_conv_init):
+def conv(in_ch, out_ch, kernel, stride=1, padding=0, *, dtype, rngs, kernel_init):
   return nnx.Conv(in_ch, out_ch, (kernel, kernel), strides=stride,
                   padding=((padding, padding), (padding, padding)), use_bias=False,
                   kernel_init=kernel_init, dtype=dtype, rngs=rngs,
@@ -46,8 +45,7 @@ class Downsample(nnx.Module):
 class BasicBlock(nnx.Module):
   """Two 3x3 convs with an identity (or projected) shortcut."""
 
-  def __init__(self, in_ch, out_ch, stride=1, *, dtype, rngs,
-               kernel_init=layers.torch_conv_init):
+  def __init__(self, in_ch, out_ch, stride=1, *, dtype, rngs, kernel_init):
     self.conv1 = conv(in_ch, out_ch, 3, stride, 1, dtype=dtype, rngs=rngs, kernel_init=kernel_init)
     self.bn1 = batch_norm(out_ch, dtype=dtype, rngs=rngs)
     self.conv2 = conv(out_ch, out_ch, 3, 1, 1, dtype=dtype, rngs=rngs, kernel_init=kernel_init)
