@@ -38,6 +38,8 @@ import time
 
 from absl import app, flags
 
+from jaxray import host_memory
+
 _WHAT = flags.DEFINE_list("what", ["train"], "Any of train, pipeline, epoch, recipe.")
 _TRAIN_SIZES = flags.DEFINE_list("train_sizes", ["224x32", "28x128"],
                                  "SIZExBATCH[:stem] for the train-step benchmark (stem: imagenet "
@@ -143,7 +145,8 @@ def _platform():
   info = {"backend": jax.default_backend(), "device_kind": device.device_kind,
           "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
           "jax": jax.__version__, "python": sys.version.split()[0],
-          "xla_flags": os.environ.get("XLA_FLAGS", "")}
+          "xla_flags": os.environ.get("XLA_FLAGS", ""),
+          "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
   try:
     info["load_average"] = os.getloadavg()
   except OSError:
@@ -599,7 +602,8 @@ def main(argv):
         + (f", load average {platform['load_average'][0]:.1f}" if "load_average" in platform
            else ""))
   if platform["backend"] == "cpu":
-    print(f"XLA_FLAGS: {platform['xla_flags'] or '(none)'}", flush=True)
+    print(f"XLA_FLAGS: {platform['xla_flags'] or '(none)'}; "
+          f"GLIBC_TUNABLES: {platform['glibc_tunables'] or '(none)'}", flush=True)
   results = {"platform": platform}
   benches = {"train": bench_train, "pipeline": bench_pipeline, "epoch": bench_epoch,
              "recipe": bench_recipe}
@@ -615,4 +619,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  host_memory.restart_with_huge_pages()  # as jaxray.main does: both sides run under it
   app.run(main)

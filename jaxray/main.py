@@ -11,6 +11,8 @@ import sys
 from absl import app, flags
 from absl import logging as absl_logging
 
+from jaxray import host_memory
+
 flags.DEFINE_string("experiment", "demo", "Name of a file in experiments/, without .py.")
 flags.DEFINE_string("workdir", None, "Where checkpoints and reports go (default runs/EXPERIMENT).")
 flags.DEFINE_string("data_dir", None, "Folder holding the raw dataset (e.g. the one containing "
@@ -65,6 +67,7 @@ def main(argv):
 
 
 def run():
+  host_memory.restart_with_huge_pages()  # before any work: see jaxray/host_memory.py
   app.run(main)
 
 
