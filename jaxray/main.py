@@ -67,7 +67,7 @@ def main(argv):
 
 
 def run():
-  host_memory.restart_with_huge_pages()  # before any work: see jaxray/host_memory.py
+  host_memory.restart_with_memory_settings()  # before any work: see jaxray/host_memory.py
   app.run(main)
 
 

@@ -22,7 +22,7 @@ names that option (theirs wins) or JAXRAY_XLA_CPU_DEFAULTS=0. It has to happen b
 JAX computation: XLA reads XLA_FLAGS once, when the backend starts. It only affects the CPU
 backend; GPU runs compile exactly as before.
 
-JAXRAY_XLA_CPU_DEFAULTS=0 also turns off the entry points' huge-page restart
+JAXRAY_XLA_CPU_DEFAULTS=0 also turns off the entry points' restart with malloc settings
 (jaxray/host_memory.py), the other CPU setting jaxray makes for you.
 
 `materialize` is the other half of this module: a way to tell XLA:CPU's fusion where to stop.

@@ -1,5 +1,6 @@
-"""The huge-page restart of jaxray's entry points: when it adds the glibc tunable, that the user's
-own setting and the opt-out win, and that the restarted process keeps its command line."""
+"""The malloc-settings restart of jaxray's entry points: which glibc tunables it adds where, that
+the user's own settings and the opt-out win, and that the restarted process keeps its command
+line."""
 
 import os
 import subprocess
@@ -12,26 +13,35 @@ from jaxray import host_memory
 GLIBC, MADVISE = (2, 36), "madvise"
 
 
+HEAP = "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
+
+
 @pytest.mark.parametrize("environ, expected", [
-    ({}, "glibc.malloc.hugetlb=1"),
-    ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"},
-     "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"),
-    ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, None),  # the user's setting wins
+    ({}, "glibc.malloc.hugetlb=1:" + HEAP),
+    ({"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"},
+     "glibc.malloc.tcache_count=0:glibc.malloc.hugetlb=1:" + HEAP),
+    # The user's own settings win, each on its own.
+    ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, "glibc.malloc.hugetlb=0:" + HEAP),
+    ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"},
+     "glibc.malloc.arena_max=4:glibc.malloc.hugetlb=1:glibc.malloc.mmap_max=0:"
+     "glibc.malloc.trim_threshold=68719476736"),
+    ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1:" + HEAP}, None),  # all there: no restart
     ({"JAXRAY_XLA_CPU_DEFAULTS": "0"}, None),
 ])
 def test_tunables_to_set(environ, expected):
   assert host_memory.tunables_to_set(environ, GLIBC, MADVISE) == expected
 
 
-@pytest.mark.parametrize("glibc_version, thp_mode", [
-    ((2, 34), MADVISE),  # glibc without the tunable
-    (None, MADVISE),  # not glibc
-    (GLIBC, "always"),  # huge pages without asking
-    (GLIBC, "never"),
-    (GLIBC, None),  # no transparent huge pages in this kernel
+@pytest.mark.parametrize("glibc_version, thp_mode, expected", [
+    ((2, 34), MADVISE, HEAP),  # glibc without the huge-page tunable
+    (GLIBC, "always", HEAP),  # huge pages without asking
+    (GLIBC, "never", HEAP),
+    (GLIBC, None, HEAP),  # no transparent huge pages in this kernel
+    ((2, 25), MADVISE, None),  # glibc without malloc tunables
+    (None, MADVISE, None),  # not glibc
 ])
-def test_nothing_to_add(glibc_version, thp_mode):
-  assert host_memory.tunables_to_set({}, glibc_version, thp_mode) is None
+def test_what_each_machine_gets(glibc_version, thp_mode, expected):
+  assert host_memory.tunables_to_set({}, glibc_version, thp_mode) == expected
 
 
 @pytest.mark.parametrize("text, mode", [("always [madvise] never\n", "madvise"),
@@ -52,7 +62,7 @@ def test_restart_runs_the_same_command_once_with_the_tunable():
       "host_memory._glibc_version = lambda: (2, 36)\n"
       "host_memory._thp_mode = lambda: 'madvise'\n"
       "print('start', os.getpid(), sys.argv[1:], flush=True)\n"
-      "host_memory.restart_with_huge_pages()\n"
+      "host_memory.restart_with_memory_settings()\n"
       "print('tunables', os.environ['GLIBC_TUNABLES'])\n")
   env = {k: v for k, v in os.environ.items()
          if k not in ("GLIBC_TUNABLES", "JAXRAY_XLA_CPU_DEFAULTS")}
@@ -61,7 +71,7 @@ def test_restart_runs_the_same_command_once_with_the_tunable():
   starts = [line for line in out if line.startswith("start")]
   assert len(starts) == 2 and starts[0] == starts[1]  # same pid, same arguments, once again
   assert "['--experiment=demo', 'x y']" in starts[0]
-  assert out[-1] == "tunables glibc.malloc.hugetlb=1"
+  assert out[-1] == "tunables glibc.malloc.hugetlb=1:" + HEAP
   # Opted out: no restart.
   env["JAXRAY_XLA_CPU_DEFAULTS"] = "0"
   out = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True,
