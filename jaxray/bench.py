@@ -71,6 +71,10 @@ _OTHER_CONV_GRAD = flags.DEFINE_bool(
     "other_conv_grad", True,
     "On a CPU, also measure jaxray's train step with the other convolution weight-gradient path "
     "(jaxray.models.conv's im2col detour toggled), in the same run.")
+_COMPARE_WINOGRAD = flags.DEFINE_bool(
+    "compare_winograd", True,
+    "On a CPU, also measure jaxray's train step with its Winograd convolutions off "
+    "(jaxray.models.conv.WINOGRAD), in the same run.")
 _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 0, "torch.set_num_threads (0: default).")
 _JSON = flags.DEFINE_string("json", None, "Write every figure to this JSON file.")
 
@@ -206,6 +210,20 @@ def _jax_train_runner(config, steps):
   return (lambda: run(steps)), compile_seconds
 
 
+def _jax_train_runner_with(config, steps, **conv_settings):
+  """A train-step runner traced with `jaxray.models.conv` settings changed (they are read when
+  the step is traced, at its first call), which are restored afterwards."""
+  from jaxray.models import conv as conv_lib
+  saved = {name: getattr(conv_lib, name) for name in conv_settings}
+  for name, value in conv_settings.items():
+    setattr(conv_lib, name, value)
+  try:
+    return _jax_train_runner(config, steps)[0]
+  finally:
+    for name, value in saved.items():
+      setattr(conv_lib, name, value)
+
+
 def _torch_train_runner(torch, torchvision, size, batch, stem, steps):
   model = torchvision.models.resnet18(num_classes=2)
   if stem == "cifar":  # MedMNIST's ResNet-18 (28): 3x3 stride-1 stem, no max-pool
@@ -233,6 +251,21 @@ def _torch_train_runner(torch, torchvision, size, batch, stem, steps):
   return lambda: run(steps)
 
 
+def _print_variant(figures, variant, label):
+  """One line for jaxray's train step with other convolution settings, measured in the same run:
+  its figure, its ratio to torch's, and how much faster the default is."""
+  other = figures.get(f"jaxray_{variant}")
+  if other is None:
+    return
+  ratio = other["median"] / figures["torch"]["median"] if "torch" in figures else None
+  figures[f"ratio_{variant}"] = ratio
+  figures[f"speedup_vs_{variant}"] = figures["jaxray"]["median"] / other["median"]
+  line = f"  {label:>30s} jaxray {_fmt(other)}"
+  if ratio is not None:
+    line += f" | ratio {ratio:.2f}x"
+  print(line + f" | default is {figures[f'speedup_vs_{variant}']:.2f}x this", flush=True)
+
+
 def bench_train():
   import jax
   from jaxray.models import conv as conv_lib
@@ -248,29 +281,21 @@ def bench_train():
     jax_run, compile_seconds = _jax_train_runner(config, steps)
     runners = {"jaxray": jax_run}
     detour = conv_lib.im2col_weight_grad_enabled()
-    if _OTHER_CONV_GRAD.value and jax.default_backend() == "cpu":
-      saved = conv_lib.IM2COL_WEIGHT_GRAD
-      conv_lib.IM2COL_WEIGHT_GRAD = not detour  # read when the step is traced (its first call)
-      try:
-        runners["jaxray_other_conv_grad"], _ = _jax_train_runner(config, steps)
-      finally:
-        conv_lib.IM2COL_WEIGHT_GRAD = saved
+    on_cpu = jax.default_backend() == "cpu"
+    if _OTHER_CONV_GRAD.value and on_cpu:
+      runners["jaxray_other_conv_grad"] = _jax_train_runner_with(
+          config, steps, IM2COL_WEIGHT_GRAD=not detour)
+    if _COMPARE_WINOGRAD.value and on_cpu and conv_lib.WINOGRAD:
+      runners["jaxray_without_winograd"] = _jax_train_runner_with(config, steps, WINOGRAD=False)
     if torch_pair:
       runners["torch"] = _torch_train_runner(*torch_pair, size, batch, stem, steps)
     figures = _interleaved(runners, _WINDOWS.value)
     figures.update(image_size=size, batch_size=batch, stem=stem, steps_per_window=steps,
                    jaxray_compile_seconds=compile_seconds, im2col_weight_grad=detour)
     _print_pair(f"{size}px batch {batch} {stem}", figures)
-    if "jaxray_other_conv_grad" in figures:
-      other = figures["jaxray_other_conv_grad"]
-      figures["ratio_other_conv_grad"] = other["median"] / figures["torch"]["median"] if (
-          "torch" in figures) else None
-      figures["speedup_vs_other_conv_grad"] = figures["jaxray"]["median"] / other["median"]
-      label = "(im2col weight grads)" if not detour else "(XLA weight grads)"
-      line = f"  {label:>30s} jaxray {_fmt(other)}"
-      if figures["ratio_other_conv_grad"] is not None:
-        line += f" | ratio {figures['ratio_other_conv_grad']:.2f}x"
-      print(line + f" | default is {figures['speedup_vs_other_conv_grad']:.2f}x this", flush=True)
+    _print_variant(figures, "other_conv_grad",
+                   "(XLA weight grads)" if detour else "(im2col weight grads)")
+    _print_variant(figures, "without_winograd", "(no Winograd)")
     results[spec] = figures
   return results
 
@@ -619,5 +644,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  host_memory.restart_with_huge_pages()  # as jaxray.main does: both sides run under it
+  host_memory.restart_with_memory_settings()  # as jaxray.main does: both sides run under it
   app.run(main)

@@ -56,6 +56,13 @@ def test_train_and_epoch_figures_and_json_without_torch(tmp_path):
   assert len(train["jaxray"]["windows"]) == 2
   assert train["jaxray"]["min"] <= train["jaxray"]["median"] <= train["jaxray"]["max"]
   assert "torch" not in train and "ratio" not in train
+  # The same step with Winograd convolutions off, measured beside it (a CPU run's default).
+  without = train["jaxray_without_winograd"]
+  assert len(without["windows"]) == 2 and without["min"] <= without["median"] <= without["max"]
+  assert train["speedup_vs_without_winograd"] == pytest.approx(
+      train["jaxray"]["median"] / without["median"])
+  assert train["ratio_without_winograd"] is None  # no torch, no ratio
+  assert f"(no Winograd) jaxray {without['median']:8.1f} img/s" in result.stdout
   epoch = figures["epoch"]
   assert (epoch["train_examples"], epoch["val_examples"], epoch["batch_size"]) == (150, 20, 128)
   assert epoch["jaxray"]["train_images"] == 150  # the partial last batch is trained and counted
