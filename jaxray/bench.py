@@ -9,7 +9,8 @@ other work slows both alike):
 
   train     the real jitted `steps.train_step` (ResNet-18, 2-way head, Adam 1e-3, report 000's
             recipe) on a fixed device-resident batch, against torchvision's resnet18 with
-            torch.optim.Adam on the same batch size and resolution (--train_sizes, SIZExBATCH).
+            torch.optim.Adam on the same batch size and resolution (--train_sizes, SIZExBATCH),
+            which runs in a process of its own (--reference_malloc: under which malloc settings).
   pipeline  the prepared dataset through grain (`pipeline.train_batches`) plus the on-device
             augmentation of report 000 (rotation 25, color jitter, flip) and normalization,
             against torchvision ImageFolder + DataLoader decoding the raw JPEGs of --raw_dir with
@@ -47,7 +48,8 @@ _TRAIN_SIZES = flags.DEFINE_list("train_sizes", ["224x32", "28x128"],
 _WINDOWS = flags.DEFINE_integer("windows", 5, "Timed windows per figure.")
 _STEPS = flags.DEFINE_integer("steps_per_window", 0,
                               "Train steps per window (0: about 2 s of work per window on a "
-                              "2-core CPU: 2 steps at 224 px, 8 at 28 px).")
+                              "2-core CPU: 2 steps at 224 px, 8 at 28 px; on an accelerator "
+                              "100 and 400, windows of tenths of a second there).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps (after compilation) before timing.")
 _RAW_DIR = flags.DEFINE_string("raw_dir", None,
                                "Kermany-layout folder (holding chest_xray/{train,val,test}/ or "
@@ -75,6 +77,14 @@ _COMPARE_WINOGRAD = flags.DEFINE_bool(
     "compare_winograd", True,
     "On a CPU, also measure jaxray's train step with its Winograd convolutions off "
     "(jaxray.models.conv.WINOGRAD), in the same run.")
+_REFERENCE_MALLOC = flags.DEFINE_enum(
+    "reference_malloc", "user", ["user", "jaxray"],
+    "Malloc settings (GLIBC_TUNABLES) of the PyTorch train-step reference's own process: 'user', "
+    "those this command was started with, as PyTorch runs for its users; 'jaxray', the ones "
+    "jaxray adds for itself (jaxray/host_memory.py).")
+_TORCH_WORKER = flags.DEFINE_string(
+    "torch_worker", None, "Internal: serve PyTorch train-step windows (SIZE,BATCH,STEM,STEPS,DEVICE) "
+    "on stdin/stdout for the train figure.")
 _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 0, "torch.set_num_threads (0: default).")
 _JSON = flags.DEFINE_string("json", None, "Write every figure to this JSON file.")
 
@@ -224,12 +234,12 @@ def _jax_train_runner_with(config, steps, **conv_settings):
       setattr(conv_lib, name, value)
 
 
-def _torch_train_runner(torch, torchvision, size, batch, stem, steps):
+def _torch_train_runner(torch, torchvision, size, batch, stem, steps, device=None):
   model = torchvision.models.resnet18(num_classes=2)
   if stem == "cifar":  # MedMNIST's ResNet-18 (28): 3x3 stride-1 stem, no max-pool
     model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
     model.maxpool = torch.nn.Identity()
-  device = _torch_device(torch)
+  device = device or _torch_device(torch)
   model.to(device).train()
   opt = torch.optim.Adam(model.parameters(), lr=1e-3)
   loss_fn = torch.nn.CrossEntropyLoss()
@@ -251,6 +261,61 @@ def _torch_train_runner(torch, torchvision, size, batch, stem, steps):
   return lambda: run(steps)
 
 
+_WORKER_LINE = "jaxray.bench worker: "
+
+
+def _torch_worker_environment():
+  """The reference process's environment: no restart and no XLA settings (it runs torch only),
+  and the user's malloc settings, or jaxray's with --reference_malloc=jaxray."""
+  env = dict(os.environ, JAXRAY_XLA_CPU_DEFAULTS="0")
+  return host_memory.user_environment(env) if _REFERENCE_MALLOC.value == "user" else env
+
+
+class _TorchTrainProcess:
+  """The PyTorch train-step reference in a process of its own, one timed window per request.
+
+  Sharing jaxray's process, the two runtimes' thread pools and malloc heap interfere: jaxray's
+  224-px step measured 13.0-14.2 img/s there against 15.2-15.4 with torch in a process of its own
+  (BENCH.md). Windows still alternate with jaxray's, so a machine that slows down slows both."""
+
+  def __init__(self, size, batch, stem, steps, device):
+    import subprocess
+    env = _torch_worker_environment()
+    self.process = subprocess.Popen(
+        [sys.executable, "-m", "jaxray.bench", f"--warmup={_WARMUP.value}",
+         f"--torch_threads={_TORCH_THREADS.value}",
+         f"--torch_worker={size},{batch},{stem},{steps},{device}"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    self._receive()  # "ready": built and warmed up
+
+  def _receive(self):
+    for line in self.process.stdout:
+      if line.startswith(_WORKER_LINE):
+        return json.loads(line[len(_WORKER_LINE):])
+    raise RuntimeError(f"The PyTorch reference process ended (exit status "
+                       f"{self.process.wait()}); its messages are above.")
+
+  def __call__(self):
+    self.process.stdin.write("window\n")
+    self.process.stdin.flush()
+    return tuple(self._receive())
+
+  def close(self):
+    self.process.stdin.close()
+    self.process.wait(timeout=60)
+
+
+def _serve_torch_windows(spec):
+  """--torch_worker: build the reference, say so, then time one window per line of stdin."""
+  size, batch, stem, steps, device = spec.split(",")
+  torch, torchvision = _torch()
+  run = _torch_train_runner(torch, torchvision, int(size), int(batch), stem, int(steps),
+                            device=torch.device(device))
+  print(_WORKER_LINE + json.dumps("ready"), flush=True)
+  for _ in sys.stdin:
+    print(_WORKER_LINE + json.dumps(run()), flush=True)
+
+
 def _print_variant(figures, variant, label):
   """One line for jaxray's train step with other convolution settings, measured in the same run:
   its figure, its ratio to torch's, and how much faster the default is."""
@@ -266,17 +331,29 @@ def _print_variant(figures, variant, label):
   print(line + f" | default is {figures[f'speedup_vs_{variant}']:.2f}x this", flush=True)
 
 
+def _default_steps(size, backend):
+  """Steps per window: enough work that a window's timing is not its synchronization."""
+  if backend == "cpu":
+    return 2 if size >= 128 else 8
+  return 100 if size >= 128 else 400
+
+
 def bench_train():
   import jax
   from jaxray.models import conv as conv_lib
   results = {}
   torch_pair = _torch()
   print("Train step (ResNet-18, 2-way head, Adam 1e-3), images/s:")
+  if torch_pair:
+    tunables = _torch_worker_environment().get("GLIBC_TUNABLES", "")
+    results["torch_process"] = {"glibc_tunables": tunables}
+    print(f"  (PyTorch in a process of its own, windows alternating; its GLIBC_TUNABLES: "
+          f"{tunables or '(none)'})", flush=True)
   for spec in _TRAIN_SIZES.value:
     shape, _, stem = spec.partition(":")
     size, batch = (int(v) for v in shape.split("x"))
     stem = stem or "imagenet"
-    steps = _STEPS.value or (2 if size >= 128 else 8)
+    steps = _STEPS.value or _default_steps(size, jax.default_backend())
     config = _base_config(size, batch, stem)
     jax_run, compile_seconds = _jax_train_runner(config, steps)
     runners = {"jaxray": jax_run}
@@ -287,9 +364,15 @@ def bench_train():
           config, steps, IM2COL_WEIGHT_GRAD=not detour)
     if _COMPARE_WINOGRAD.value and on_cpu and conv_lib.WINOGRAD:
       runners["jaxray_without_winograd"] = _jax_train_runner_with(config, steps, WINOGRAD=False)
+    reference = None
     if torch_pair:
-      runners["torch"] = _torch_train_runner(*torch_pair, size, batch, stem, steps)
-    figures = _interleaved(runners, _WINDOWS.value)
+      reference = _TorchTrainProcess(size, batch, stem, steps, _torch_device(torch_pair[0]))
+      runners["torch"] = reference
+    try:
+      figures = _interleaved(runners, _WINDOWS.value)
+    finally:
+      if reference:
+        reference.close()
     figures.update(image_size=size, batch_size=batch, stem=stem, steps_per_window=steps,
                    jaxray_compile_seconds=compile_seconds, im2col_weight_grad=detour)
     _print_pair(f"{size}px batch {batch} {stem}", figures)
@@ -618,6 +701,8 @@ def bench_recipe():
 
 def main(argv):
   del argv
+  if _TORCH_WORKER.value:
+    return _serve_torch_windows(_TORCH_WORKER.value)
   import jax
   platform = _platform()
   print(f"Platform: {platform['backend']} ({platform['device_kind']}, "

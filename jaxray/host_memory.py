@@ -33,6 +33,7 @@ KEEP_HEAP = (("glibc.malloc.arena_max", "1"), ("glibc.malloc.mmap_max", "0"),
              ("glibc.malloc.trim_threshold", str(64 << 30)))
 _MIN_GLIBC = (2, 26)  # the first glibc with GLIBC_TUNABLES for malloc
 _THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"
+USER_TUNABLES = "JAXRAY_USER_GLIBC_TUNABLES"  # the user's own GLIBC_TUNABLES, kept by the restart
 
 
 def _glibc_version():
@@ -75,6 +76,19 @@ def tunables_to_set(environ=None, glibc_version=_DETECT, thp_mode=_DETECT):
   return ":".join(([tunables] if tunables else []) + added) if added else None
 
 
+def user_environment(environ=None) -> dict:
+  """A copy of `environ` with GLIBC_TUNABLES as the user had it before the restart added
+  jaxray's settings: for a program run beside jaxray as it runs for its own users."""
+  environ = dict(os.environ if environ is None else environ)
+  if USER_TUNABLES in environ:
+    original = environ.pop(USER_TUNABLES)
+    if original:
+      environ["GLIBC_TUNABLES"] = original
+    else:
+      environ.pop("GLIBC_TUNABLES", None)
+  return environ
+
+
 def restart_with_memory_settings() -> None:
   """Starts this program again with jaxray's malloc settings, where they help; else returns.
 
@@ -84,6 +98,7 @@ def restart_with_memory_settings() -> None:
   tunables = tunables_to_set()
   if tunables is None or not hasattr(sys, "orig_argv"):
     return
+  os.environ[USER_TUNABLES] = os.environ.get("GLIBC_TUNABLES", "")
   os.environ["GLIBC_TUNABLES"] = tunables
   sys.stdout.flush()
   sys.stderr.flush()

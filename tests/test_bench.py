@@ -16,8 +16,8 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _bench(args, tmp_path, *, hide_torch=True, timeout=600):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+def _bench(args, tmp_path, *, hide_torch=True, timeout=600, **environ):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", **environ)
   if hide_torch:  # as on a machine without PyTorch, whether or not this one has it
     fake = tmp_path / "no_torch" / "torch"
     fake.mkdir(parents=True, exist_ok=True)
@@ -81,3 +81,21 @@ def test_bad_requests_are_clear_errors(tmp_path, args, message):
   result = _bench(args, tmp_path, timeout=120)
   assert result.returncode != 0
   assert message in result.stdout + result.stderr
+
+
+def test_torch_reference_runs_in_its_own_process_with_the_users_malloc_settings(tmp_path):
+  pytest.importorskip("torchvision")
+  out = tmp_path / "bench.json"
+  env_tunables = "glibc.malloc.tcache_count=7"  # the user's own, kept for the reference
+  result = _bench(["--what=train", "--train_sizes=32x4:cifar", "--windows=2",
+                   "--steps_per_window=1", "--warmup=0", "--noother_conv_grad",
+                   "--nocompare_winograd", f"--json={out}"], tmp_path, hide_torch=False,
+                  GLIBC_TUNABLES=env_tunables)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  figures = json.loads(out.read_text())
+  assert figures["train"]["torch_process"] == {"glibc_tunables": env_tunables}
+  assert f"its GLIBC_TUNABLES: {env_tunables}" in result.stdout
+  train = figures["train"]["32x4:cifar"]
+  assert len(train["torch"]["windows"]) == 2
+  assert train["ratio"] == pytest.approx(train["jaxray"]["median"] / train["torch"]["median"])
+  assert f"ratio {train['ratio']:.2f}x" in result.stdout

@@ -63,7 +63,8 @@ def test_restart_runs_the_same_command_once_with_the_tunable():
       "host_memory._thp_mode = lambda: 'madvise'\n"
       "print('start', os.getpid(), sys.argv[1:], flush=True)\n"
       "host_memory.restart_with_memory_settings()\n"
-      "print('tunables', os.environ['GLIBC_TUNABLES'])\n")
+      "print('tunables', os.environ['GLIBC_TUNABLES'])\n"
+      "print('user', host_memory.user_environment().get('GLIBC_TUNABLES'))\n")
   env = {k: v for k, v in os.environ.items()
          if k not in ("GLIBC_TUNABLES", "JAXRAY_XLA_CPU_DEFAULTS")}
   out = subprocess.run([sys.executable, "-c", program, "--experiment=demo", "x y"], env=env,
@@ -71,9 +72,25 @@ def test_restart_runs_the_same_command_once_with_the_tunable():
   starts = [line for line in out if line.startswith("start")]
   assert len(starts) == 2 and starts[0] == starts[1]  # same pid, same arguments, once again
   assert "['--experiment=demo', 'x y']" in starts[0]
-  assert out[-1] == "tunables glibc.malloc.hugetlb=1:" + HEAP
+  assert out[-2] == "tunables glibc.malloc.hugetlb=1:" + HEAP
+  assert out[-1] == "user None"  # a program run beside it gets the user's (no) settings
   # Opted out: no restart.
   env["JAXRAY_XLA_CPU_DEFAULTS"] = "0"
   out = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True,
                        text=True, check=False).stdout
   assert out.count("start") == 1
+
+
+@pytest.mark.parametrize("environ, expected", [
+    # After the restart: the user's own settings come back, or none if they had none.
+    ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1:" + HEAP, host_memory.USER_TUNABLES: ""}, None),
+    ({"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0:" + HEAP,
+      host_memory.USER_TUNABLES: "glibc.malloc.tcache_count=0"}, "glibc.malloc.tcache_count=0"),
+    # No restart happened (opted out, or an old glibc): the environment is the user's already.
+    ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, "glibc.malloc.hugetlb=0"),
+    ({}, None),
+])
+def test_user_environment_undoes_only_the_restart(environ, expected):
+  user = host_memory.user_environment(dict(environ, HOME="/home/x"))
+  assert user.get("GLIBC_TUNABLES") == expected
+  assert host_memory.USER_TUNABLES not in user and user["HOME"] == "/home/x"
