@@ -10,7 +10,8 @@ other work slows both alike):
   train     the real jitted `steps.train_step` (ResNet-18, 2-way head, Adam 1e-3, report 000's
             recipe) on a fixed device-resident batch, against torchvision's resnet18 with
             torch.optim.Adam on the same batch size and resolution (--train_sizes, SIZExBATCH),
-            which runs in a process of its own (--reference_malloc: under which malloc settings).
+            which runs in a process of its own, as for the epoch and recipe figures
+            (--reference_malloc: under which malloc settings).
   pipeline  the prepared dataset through grain (`pipeline.train_batches`) plus the on-device
             augmentation of report 000 (rotation 25, color jitter, flip) and normalization,
             against torchvision ImageFolder + DataLoader decoding the raw JPEGs of --raw_dir with
@@ -83,8 +84,8 @@ _REFERENCE_MALLOC = flags.DEFINE_enum(
     "those this command was started with, as PyTorch runs for its users; 'jaxray', the ones "
     "jaxray adds for itself (jaxray/host_memory.py).")
 _TORCH_WORKER = flags.DEFINE_string(
-    "torch_worker", None, "Internal: serve PyTorch train-step windows (SIZE,BATCH,STEM,STEPS,DEVICE) "
-    "on stdin/stdout for the train figure.")
+    "torch_worker", None, "Internal: run the PyTorch reference's side (JOB:DEVICE, JOB one of "
+    "train,SIZE,BATCH,STEM,STEPS / epoch / recipe) in this process, on stdin/stdout.")
 _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 0, "torch.set_num_threads (0: default).")
 _JSON = flags.DEFINE_string("json", None, "Write every figure to this JSON file.")
 
@@ -113,6 +114,8 @@ def _torch():
 
 def _torch_device(torch):
   """The reference runs where jaxray does: on the GPU when JAX has one and torch sees CUDA."""
+  if _TORCH_WORKER.value:  # the reference's own process: its parent chose the device
+    return torch.device(_TORCH_WORKER.value.rpartition(":")[2])
   import jax
   if jax.default_backend() == "gpu" and torch.cuda.is_available():
     return torch.device("cuda")
@@ -234,12 +237,12 @@ def _jax_train_runner_with(config, steps, **conv_settings):
       setattr(conv_lib, name, value)
 
 
-def _torch_train_runner(torch, torchvision, size, batch, stem, steps, device=None):
+def _torch_train_runner(torch, torchvision, size, batch, stem, steps):
   model = torchvision.models.resnet18(num_classes=2)
   if stem == "cifar":  # MedMNIST's ResNet-18 (28): 3x3 stride-1 stem, no max-pool
     model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
     model.maxpool = torch.nn.Identity()
-  device = device or _torch_device(torch)
+  device = _torch_device(torch)
   model.to(device).train()
   opt = torch.optim.Adam(model.parameters(), lr=1e-3)
   loss_fn = torch.nn.CrossEntropyLoss()
@@ -265,55 +268,75 @@ _WORKER_LINE = "jaxray.bench worker: "
 
 
 def _torch_worker_environment():
-  """The reference process's environment: no restart and no XLA settings (it runs torch only),
-  and the user's malloc settings, or jaxray's with --reference_malloc=jaxray."""
-  env = dict(os.environ, JAXRAY_XLA_CPU_DEFAULTS="0")
+  """The reference process's environment: no restart, no XLA settings and no accelerator for JAX
+  (it runs torch only; on a GPU, JAX there would claim the memory jaxray's process has), and the
+  user's malloc settings, or jaxray's with --reference_malloc=jaxray."""
+  env = dict(os.environ, JAXRAY_XLA_CPU_DEFAULTS="0", JAX_PLATFORMS="cpu")
   return host_memory.user_environment(env) if _REFERENCE_MALLOC.value == "user" else env
 
 
-class _TorchTrainProcess:
-  """The PyTorch train-step reference in a process of its own, one timed window per request.
+class _TorchProcess:
+  """The PyTorch reference in a process of its own: `job` ("train,SIZE,BATCH,STEM,STEPS",
+  "epoch" or "recipe") on `device`, one timed window per call.
 
   Sharing jaxray's process, the two runtimes' thread pools and malloc heap interfere: jaxray's
   224-px step measured 13.0-14.2 img/s there against 15.2-15.4 with torch in a process of its own
-  (BENCH.md). Windows still alternate with jaxray's, so a machine that slows down slows both."""
+  (BENCH.md). Windows still alternate with jaxray's, so a machine that slows down slows both.
+  The process is this command again (same flags) with --torch_worker; what it prints besides its
+  answers is passed on."""
 
-  def __init__(self, size, batch, stem, steps, device):
+  def __init__(self, job, device):
     import subprocess
-    env = _torch_worker_environment()
     self.process = subprocess.Popen(
-        [sys.executable, "-m", "jaxray.bench", f"--warmup={_WARMUP.value}",
-         f"--torch_threads={_TORCH_THREADS.value}",
-         f"--torch_worker={size},{batch},{stem},{steps},{device}"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-    self._receive()  # "ready": built and warmed up
+        [sys.executable, "-m", "jaxray.bench", *sys.argv[1:], f"--torch_worker={job}:{device}"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=_torch_worker_environment())
 
-  def _receive(self):
+  def receive(self):
     for line in self.process.stdout:
       if line.startswith(_WORKER_LINE):
         return json.loads(line[len(_WORKER_LINE):])
+      sys.stdout.write(line)
+      sys.stdout.flush()
     raise RuntimeError(f"The PyTorch reference process ended (exit status "
                        f"{self.process.wait()}); its messages are above.")
 
   def __call__(self):
     self.process.stdin.write("window\n")
     self.process.stdin.flush()
-    return tuple(self._receive())
+    return tuple(self.receive())
 
   def close(self):
     self.process.stdin.close()
     self.process.wait(timeout=60)
 
 
-def _serve_torch_windows(spec):
-  """--torch_worker: build the reference, say so, then time one window per line of stdin."""
-  size, batch, stem, steps, device = spec.split(",")
-  torch, torchvision = _torch()
-  run = _torch_train_runner(torch, torchvision, int(size), int(batch), stem, int(steps),
-                            device=torch.device(device))
-  print(_WORKER_LINE + json.dumps("ready"), flush=True)
+def _torch_reference(job, torch):
+  """A started `_TorchProcess` that has built and warmed up its side."""
+  reference = _TorchProcess(job, _torch_device(torch))
+  reference.receive()  # "ready"
+  return reference
+
+
+def _serve_torch(job):
+  """--torch_worker: build the reference's side of `job`, say so, then time one window per line
+  of stdin; for "recipe", run it and send its figures."""
+  def send(message):
+    print(_WORKER_LINE + json.dumps(message, default=float), flush=True)
+
+  kind, *spec = job.rpartition(":")[0].split(",")
+  torch_pair = _torch()
+  if kind == "recipe":
+    return send(_torch_recipe())
+  if kind == "train":
+    size, batch, stem, steps = spec
+    run = _torch_train_runner(*torch_pair, int(size), int(batch), stem, int(steps))
+  else:
+    config, train, val, _ = _epoch_setup()
+    run = _torch_medmnist_epoch_runner(*torch_pair, config, train, val)
+  send("ready")
   for _ in sys.stdin:
-    print(_WORKER_LINE + json.dumps(run()), flush=True)
+    send(run())
 
 
 def _print_variant(figures, variant, label):
@@ -338,6 +361,14 @@ def _default_steps(size, backend):
   return 100 if size >= 128 else 400
 
 
+def _say_reference_process() -> dict:
+  """Prints, and returns for the JSON file, the malloc settings of PyTorch's own process."""
+  tunables = _torch_worker_environment().get("GLIBC_TUNABLES", "")
+  print(f"  (PyTorch in a process of its own; its GLIBC_TUNABLES: {tunables or '(none)'})",
+        flush=True)
+  return {"glibc_tunables": tunables}
+
+
 def bench_train():
   import jax
   from jaxray.models import conv as conv_lib
@@ -345,10 +376,7 @@ def bench_train():
   torch_pair = _torch()
   print("Train step (ResNet-18, 2-way head, Adam 1e-3), images/s:")
   if torch_pair:
-    tunables = _torch_worker_environment().get("GLIBC_TUNABLES", "")
-    results["torch_process"] = {"glibc_tunables": tunables}
-    print(f"  (PyTorch in a process of its own, windows alternating; its GLIBC_TUNABLES: "
-          f"{tunables or '(none)'})", flush=True)
+    results["torch_process"] = _say_reference_process()
   for spec in _TRAIN_SIZES.value:
     shape, _, stem = spec.partition(":")
     size, batch = (int(v) for v in shape.split("x"))
@@ -366,7 +394,7 @@ def bench_train():
       runners["jaxray_without_winograd"] = _jax_train_runner_with(config, steps, WINOGRAD=False)
     reference = None
     if torch_pair:
-      reference = _TorchTrainProcess(size, batch, stem, steps, _torch_device(torch_pair[0]))
+      reference = _torch_reference(f"train,{size},{batch},{stem},{steps}", torch_pair[0])
       runners["torch"] = reference
     try:
       figures = _interleaved(runners, _WINDOWS.value)
@@ -611,20 +639,25 @@ def bench_epoch():
   config, train, val, name = _epoch_setup()
   size, batch = config.input.image_size, config.input.batch_size
   runners = {"jaxray": _jax_epoch_runner(config, train, val)}
-  torch_pair = _torch()
-  if torch_pair and _EPOCH_EXPERIMENT.value == "resnet18_pneumoniamnist":
-    runners["torch"] = _torch_medmnist_epoch_runner(*torch_pair, config, train, val)
-  elif torch_pair and _EPOCH_EXPERIMENT.value:
-    print(f"  (no PyTorch reference epoch for {_EPOCH_EXPERIMENT.value})")
   print(f"Epoch end to end ({name}: {len(train)} train, {len(val)} val, {size} px, "
         f"batch {batch}):", flush=True)
   figures = {"dataset": name, "train_examples": len(train), "val_examples": len(val),
              "image_size": size, "batch_size": batch}
-  first = {n: run()[2] for n, run in runners.items()}  # compilation / warm-up epoch
-  timings = {n: [] for n in runners}
-  for _ in range(max(2, _WINDOWS.value // 2)):
-    for n, run in runners.items():
-      timings[n].append(run())
+  torch_pair, reference = _torch(), None
+  if torch_pair and _EPOCH_EXPERIMENT.value == "resnet18_pneumoniamnist":
+    figures["torch_process"] = _say_reference_process()
+    runners["torch"] = reference = _torch_reference("epoch", torch_pair[0])
+  elif torch_pair and _EPOCH_EXPERIMENT.value:
+    print(f"  (no PyTorch reference epoch for {_EPOCH_EXPERIMENT.value})")
+  try:
+    first = {n: run()[2] for n, run in runners.items()}  # compilation / warm-up epoch
+    timings = {n: [] for n in runners}
+    for _ in range(max(2, _WINDOWS.value // 2)):
+      for n, run in runners.items():
+        timings[n].append(run())
+  finally:
+    if reference:
+      reference.close()
   for n in runners:
     figures[n] = {"first_epoch_seconds": first[n], "train_images": timings[n][0][0],
                   "epoch_seconds": _summary([t for _, _, t in timings[n]]),
@@ -641,6 +674,23 @@ def bench_epoch():
 
 
 def bench_recipe():
+  """The whole --epoch_experiment recipe in the PyTorch reference (`_torch_recipe`), in a
+  process of its own as for the other figures; its progress lines are passed on."""
+  if _EPOCH_EXPERIMENT.value != "resnet18_pneumoniamnist":
+    raise app.UsageError("--what=recipe: the PyTorch recipe exists for "
+                         "--epoch_experiment=resnet18_pneumoniamnist only")
+  torch_pair = _torch()
+  if not torch_pair:
+    raise app.UsageError("--what=recipe runs the PyTorch reference: pip install torch torchvision")
+  process = _say_reference_process()
+  reference = _TorchProcess("recipe", _torch_device(torch_pair[0]))
+  try:
+    return dict(reference.receive(), torch_process=process)
+  finally:
+    reference.close()
+
+
+def _torch_recipe():
   """The whole --epoch_experiment recipe in the PyTorch reference, timed start to test figures.
 
   The figure to set beside `python -m jaxray.main`'s wall time for the same experiment: MedMNIST's
@@ -651,12 +701,7 @@ def bench_recipe():
   import copy
   from jaxray import config as config_lib, data
   from jaxray.evaluate import metrics
-  if _EPOCH_EXPERIMENT.value != "resnet18_pneumoniamnist":
-    raise app.UsageError("--what=recipe: the PyTorch recipe exists for "
-                         "--epoch_experiment=resnet18_pneumoniamnist only")
   torch_pair = _torch()
-  if not torch_pair:
-    raise app.UsageError("--what=recipe runs the PyTorch reference: pip install torch torchvision")
   started = time.perf_counter()
   config = config_lib.load(_EPOCH_EXPERIMENT.value)
   epochs = _RECIPE_EPOCHS.value or config.num_epochs
@@ -702,7 +747,7 @@ def bench_recipe():
 def main(argv):
   del argv
   if _TORCH_WORKER.value:
-    return _serve_torch_windows(_TORCH_WORKER.value)
+    return _serve_torch(_TORCH_WORKER.value)
   import jax
   platform = _platform()
   print(f"Platform: {platform['backend']} ({platform['device_kind']}, "

@@ -85,17 +85,31 @@ def test_bad_requests_are_clear_errors(tmp_path, args, message):
 
 def test_torch_reference_runs_in_its_own_process_with_the_users_malloc_settings(tmp_path):
   pytest.importorskip("torchvision")
+  _write_pneumoniamnist(tmp_path / "data", {"train": 150, "val": 20, "test": 20})
   out = tmp_path / "bench.json"
   env_tunables = "glibc.malloc.tcache_count=7"  # the user's own, kept for the reference
-  result = _bench(["--what=train", "--train_sizes=32x4:cifar", "--windows=2",
+  result = _bench(["--what=train,epoch,recipe", "--train_sizes=32x4:cifar", "--windows=2",
                    "--steps_per_window=1", "--warmup=0", "--noother_conv_grad",
-                   "--nocompare_winograd", f"--json={out}"], tmp_path, hide_torch=False,
-                  GLIBC_TUNABLES=env_tunables)
+                   "--nocompare_winograd", "--epoch_experiment=resnet18_pneumoniamnist",
+                   "--recipe_epochs=1", f"--data_dir={tmp_path / 'data'}",
+                   f"--prepared_dir={tmp_path / 'tfds'}", f"--json={out}"], tmp_path,
+                  hide_torch=False, GLIBC_TUNABLES=env_tunables)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   figures = json.loads(out.read_text())
-  assert figures["train"]["torch_process"] == {"glibc_tunables": env_tunables}
   assert f"its GLIBC_TUNABLES: {env_tunables}" in result.stdout
   train = figures["train"]["32x4:cifar"]
+  assert figures["train"]["torch_process"] == {"glibc_tunables": env_tunables}
   assert len(train["torch"]["windows"]) == 2
   assert train["ratio"] == pytest.approx(train["jaxray"]["median"] / train["torch"]["median"])
   assert f"ratio {train['ratio']:.2f}x" in result.stdout
+  epoch = figures["epoch"]
+  assert epoch["torch_process"] == {"glibc_tunables": env_tunables}
+  assert epoch["torch"]["train_images"] == 150  # MedMNIST's loop keeps the partial batch too
+  assert epoch["ratio"] == pytest.approx(epoch["torch"]["epoch_seconds"]["median"]
+                                         / epoch["jaxray"]["epoch_seconds"]["median"])
+  recipe = figures["recipe"]
+  assert recipe["torch_process"] == {"glibc_tunables": env_tunables}
+  assert (recipe["epochs"], recipe["selected_epoch"], len(recipe["history"])) == (1, 1, 1)
+  assert recipe["selected"]["metrics"]["accuracy"] == pytest.approx(
+      recipe["last"]["metrics"]["accuracy"])  # one epoch: the selected model is the last
+  assert "  epoch   1: train loss" in result.stdout  # the reference's progress, passed on
