@@ -10,12 +10,13 @@ other work slows both alike):
   train     the real jitted `steps.train_step` (ResNet-18, 2-way head, Adam 1e-3, report 000's
             recipe) on a fixed device-resident batch, against torchvision's resnet18 with
             torch.optim.Adam on the same batch size and resolution (--train_sizes, SIZExBATCH),
-            which runs in a process of its own, as for the epoch and recipe figures
+            which runs in a process of its own, as for every other figure
             (--reference_malloc: under which malloc settings).
   pipeline  the prepared dataset through grain (`pipeline.train_batches`) plus the on-device
             augmentation of report 000 (rotation 25, color jitter, flip) and normalization,
             against torchvision ImageFolder + DataLoader decoding the raw JPEGs of --raw_dir with
-            report 000's transforms, both with --workers workers.
+            report 000's transforms, both with --workers workers (PyTorch's forked from its own
+            process, which runs no JAX, as in a PyTorch user's script).
   epoch     one training epoch end to end (grain batches -> jitted train step) plus one pass
             of evaluation over the validation split, on the prepared --raw_dir dataset or, without
             it, the synthetic one; with --epoch_experiment=resnet18_pneumoniamnist
@@ -80,12 +81,13 @@ _COMPARE_WINOGRAD = flags.DEFINE_bool(
     "(jaxray.models.conv.WINOGRAD), in the same run.")
 _REFERENCE_MALLOC = flags.DEFINE_enum(
     "reference_malloc", "user", ["user", "jaxray"],
-    "Malloc settings (GLIBC_TUNABLES) of the PyTorch train-step reference's own process: 'user', "
+    "Malloc settings (GLIBC_TUNABLES) of the PyTorch reference's own process: 'user', "
     "those this command was started with, as PyTorch runs for its users; 'jaxray', the ones "
     "jaxray adds for itself (jaxray/host_memory.py).")
 _TORCH_WORKER = flags.DEFINE_string(
     "torch_worker", None, "Internal: run the PyTorch reference's side (JOB:DEVICE, JOB one of "
-    "train,SIZE,BATCH,STEM,STEPS / epoch / recipe) in this process, on stdin/stdout.")
+    "train,SIZE,BATCH,STEM,STEPS / pipeline,BATCH / epoch / recipe) in this process, on "
+    "stdin/stdout.")
 _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 0, "torch.set_num_threads (0: default).")
 _JSON = flags.DEFINE_string("json", None, "Write every figure to this JSON file.")
 
@@ -277,7 +279,7 @@ def _torch_worker_environment():
 
 class _TorchProcess:
   """The PyTorch reference in a process of its own: `job` ("train,SIZE,BATCH,STEM,STEPS",
-  "epoch" or "recipe") on `device`, one timed window per call.
+  "pipeline,BATCH", "epoch" or "recipe") on `device`, one timed window per call.
 
   Sharing jaxray's process, the two runtimes' thread pools and malloc heap interfere: jaxray's
   224-px step measured 13.0-14.2 img/s there against 15.2-15.4 with torch in a process of its own
@@ -331,6 +333,8 @@ def _serve_torch(job):
   if kind == "train":
     size, batch, stem, steps = spec
     run = _torch_train_runner(*torch_pair, int(size), int(batch), stem, int(steps))
+  elif kind == "pipeline":
+    run = _torch_pipeline_runner(*torch_pair, int(spec[0]))
   else:
     config, train, val, _ = _epoch_setup()
     run = _torch_medmnist_epoch_runner(*torch_pair, config, train, val)
@@ -465,40 +469,53 @@ def bench_pipeline():
 
   jax_window()  # compile the augmentation, warm the file cache
   runners = {"jaxray": jax_window, "jaxray_host_only": lambda: jax_window(augment=False)}
-  torch_pair = _torch()
-  if torch_pair:
-    torch, torchvision = torch_pair
-    from torchvision import transforms
-    _, root = _kermany_root(_RAW_DIR.value)
-    transform = transforms.Compose([  # report 000's training transforms
-        transforms.Resize((224, 224)),
-        transforms.RandomRotation(25),
-        transforms.ColorJitter(brightness=0.2, contrast=0.2),
-        transforms.RandomHorizontalFlip(),
-        transforms.Grayscale(num_output_channels=3),
-        transforms.ToTensor(),
-        transforms.Normalize([0.5303] * 3, [0.1944] * 3),
-    ])
-    folder = torchvision.datasets.ImageFolder(os.path.join(root, "train"), transform)
-    loader = torch.utils.data.DataLoader(folder, batch_size=batch_size, shuffle=True,
-                                         num_workers=_WORKERS.value, drop_last=True)
-
-    def torch_window():
-      count, started = 0, time.perf_counter()
-      while count < _PIPELINE_IMAGES.value:
-        for images, _ in loader:
-          count += images.shape[0]
-      return count, time.perf_counter() - started
-
-    torch_window()
-    runners["torch"] = torch_window
   print(f"Input pipeline ({len(train)} training images, batch {batch_size}, "
         f"{_WORKERS.value} workers, >= {_PIPELINE_IMAGES.value} images per window), images/s:")
-  figures = _interleaved(runners, _WINDOWS.value)
+  torch_pair, reference, process = _torch(), None, None
+  if torch_pair:
+    process = _say_reference_process()
+    runners["torch"] = reference = _torch_reference(f"pipeline,{batch_size}", torch_pair[0])
+  try:
+    figures = _interleaved(runners, _WINDOWS.value)
+  finally:
+    if reference:
+      reference.close()
   figures.update(train_examples=len(train), workers=_WORKERS.value)
+  if process:
+    figures["torch_process"] = process
   _print_pair("prepared+grain vs JPEG", figures)
   print(f"  {'  (grain only, no aug.)':22s} jaxray {_fmt(figures['jaxray_host_only'])}", flush=True)
   return figures
+
+
+def _torch_pipeline_runner(torch, torchvision, batch_size):
+  """torchvision's `ImageFolder` + `DataLoader` over the raw JPEGs of --raw_dir with report 000's
+  training transforms and --workers worker processes: one window of >= --pipeline_images
+  images (whole epochs) per call, after one to warm the file cache."""
+  from torchvision import transforms
+  _, root = _kermany_root(_RAW_DIR.value)
+  transform = transforms.Compose([  # report 000's training transforms
+      transforms.Resize((224, 224)),
+      transforms.RandomRotation(25),
+      transforms.ColorJitter(brightness=0.2, contrast=0.2),
+      transforms.RandomHorizontalFlip(),
+      transforms.Grayscale(num_output_channels=3),
+      transforms.ToTensor(),
+      transforms.Normalize([0.5303] * 3, [0.1944] * 3),
+  ])
+  folder = torchvision.datasets.ImageFolder(os.path.join(root, "train"), transform)
+  loader = torch.utils.data.DataLoader(folder, batch_size=batch_size, shuffle=True,
+                                       num_workers=_WORKERS.value, drop_last=True)
+
+  def torch_window():
+    count, started = 0, time.perf_counter()
+    while count < _PIPELINE_IMAGES.value:
+      for images, _ in loader:
+        count += images.shape[0]
+    return count, time.perf_counter() - started
+
+  torch_window()
+  return torch_window
 
 
 def _epoch_setup():

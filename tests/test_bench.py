@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -35,6 +36,36 @@ def _write_pneumoniamnist(folder: pathlib.Path, sizes) -> None:
     arrays[f"{split}_labels"] = (np.arange(n) % 3 != 0).astype(np.uint8)[:, None]
   folder.mkdir(parents=True, exist_ok=True)
   np.savez_compressed(folder / "pneumoniamnist.npz", **arrays)
+
+
+def _write_kaggle_folder(root: pathlib.Path, per_class: int) -> pathlib.Path:
+  """chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/ with `per_class` JPEGs in each train class."""
+  rng = np.random.default_rng(0)
+  for split in ("train", "val", "test"):
+    for label, name in (("NORMAL", "IM-{:04d}-0001.jpeg"), ("PNEUMONIA", "person{}_virus_1.jpeg")):
+      folder = root / "chest_xray" / split / label
+      folder.mkdir(parents=True)
+      for k in range(per_class if split == "train" else 1):
+        pixels = rng.integers(0, 256, (300, 400), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / name.format(k + 100 * len(split)))
+  return root
+
+
+def test_pipeline_figure_and_json_without_torch(tmp_path):
+  raw = _write_kaggle_folder(tmp_path / "raw", per_class=4)
+  out = tmp_path / "bench.json"
+  result = _bench(["--what=pipeline", f"--raw_dir={raw}", "--windows=2",
+                   "--pipeline_images=16", f"--prepared_dir={tmp_path / 'tfds'}",
+                   f"--json={out}"], tmp_path)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert "PyTorch reference skipped" in result.stdout
+  figures = json.loads(out.read_text())["pipeline"]
+  assert (figures["train_examples"], figures["workers"]) == (8, 2)
+  for name in ("jaxray", "jaxray_host_only"):  # with and without the on-device augmentation
+    assert len(figures[name]["windows"]) == 2
+    assert figures[name]["min"] <= figures[name]["median"] <= figures[name]["max"]
+  assert "torch" not in figures and "ratio" not in figures
+  assert f"jaxray {figures['jaxray']['median']:8.1f} img/s" in result.stdout
 
 
 def test_train_and_epoch_figures_and_json_without_torch(tmp_path):
@@ -86,9 +117,11 @@ def test_bad_requests_are_clear_errors(tmp_path, args, message):
 def test_torch_reference_runs_in_its_own_process_with_the_users_malloc_settings(tmp_path):
   pytest.importorskip("torchvision")
   _write_pneumoniamnist(tmp_path / "data", {"train": 150, "val": 20, "test": 20})
+  raw = _write_kaggle_folder(tmp_path / "raw", per_class=4)
   out = tmp_path / "bench.json"
   env_tunables = "glibc.malloc.tcache_count=7"  # the user's own, kept for the reference
-  result = _bench(["--what=train,epoch,recipe", "--train_sizes=32x4:cifar", "--windows=2",
+  result = _bench(["--what=train,pipeline,epoch,recipe", "--train_sizes=32x4:cifar",
+                   f"--raw_dir={raw}", "--pipeline_images=16", "--windows=2",
                    "--steps_per_window=1", "--warmup=0", "--noother_conv_grad",
                    "--nocompare_winograd", "--epoch_experiment=resnet18_pneumoniamnist",
                    "--recipe_epochs=1", f"--data_dir={tmp_path / 'data'}",
@@ -102,6 +135,13 @@ def test_torch_reference_runs_in_its_own_process_with_the_users_malloc_settings(
   assert len(train["torch"]["windows"]) == 2
   assert train["ratio"] == pytest.approx(train["jaxray"]["median"] / train["torch"]["median"])
   assert f"ratio {train['ratio']:.2f}x" in result.stdout
+  pipeline = figures["pipeline"]
+  assert pipeline["torch_process"] == {"glibc_tunables": env_tunables}
+  assert len(pipeline["torch"]["windows"]) == 2
+  # Its DataLoader workers fork from the reference's own process, where no JAX threads run.
+  assert "os.fork() was called" not in result.stderr
+  assert pipeline["ratio"] == pytest.approx(pipeline["jaxray"]["median"]
+                                            / pipeline["torch"]["median"])
   epoch = figures["epoch"]
   assert epoch["torch_process"] == {"glibc_tunables": env_tunables}
   assert epoch["torch"]["train_images"] == 150  # MedMNIST's loop keeps the partial batch too
