@@ -32,6 +32,7 @@ there the torch reference moves to CUDA too (when its build has CUDA: the device
 printed), so both sides train on the same chip. Input pipelines stay on the host's CPUs.
 """
 
+import contextlib
 import json
 import os
 import statistics
@@ -308,16 +309,24 @@ class _TorchProcess:
     self.process.stdin.flush()
     return tuple(self.receive())
 
-  def close(self):
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc_info):
     self.process.stdin.close()
     self.process.wait(timeout=60)
 
 
-def _torch_reference(job, torch):
-  """A started `_TorchProcess` that has built and warmed up its side."""
-  reference = _TorchProcess(job, _torch_device(torch))
-  reference.receive()  # "ready"
-  return reference
+@contextlib.contextmanager
+def _torch_reference(job, torch_pair):
+  """The `_TorchProcess` for `job`, once it has built and warmed up its side (None without
+  `torch_pair`: the figure is jaxray's alone); the process ends with the block."""
+  if not torch_pair:
+    yield None
+    return
+  with _TorchProcess(job, _torch_device(torch_pair[0])) as reference:
+    reference.receive()  # "ready"
+    yield reference
 
 
 def _serve_torch(job):
@@ -329,7 +338,7 @@ def _serve_torch(job):
   kind, *spec = job.rpartition(":")[0].split(",")
   torch_pair = _torch()
   if kind == "recipe":
-    return send(_torch_recipe())
+    return send(_torch_recipe(torch_pair))
   if kind == "train":
     size, batch, stem, steps = spec
     run = _torch_train_runner(*torch_pair, int(size), int(batch), stem, int(steps))
@@ -396,15 +405,10 @@ def bench_train():
           config, steps, IM2COL_WEIGHT_GRAD=not detour)
     if _COMPARE_WINOGRAD.value and on_cpu and conv_lib.WINOGRAD:
       runners["jaxray_without_winograd"] = _jax_train_runner_with(config, steps, WINOGRAD=False)
-    reference = None
-    if torch_pair:
-      reference = _torch_reference(f"train,{size},{batch},{stem},{steps}", torch_pair[0])
-      runners["torch"] = reference
-    try:
-      figures = _interleaved(runners, _WINDOWS.value)
-    finally:
+    with _torch_reference(f"train,{size},{batch},{stem},{steps}", torch_pair) as reference:
       if reference:
-        reference.close()
+        runners["torch"] = reference
+      figures = _interleaved(runners, _WINDOWS.value)
     figures.update(image_size=size, batch_size=batch, stem=stem, steps_per_window=steps,
                    jaxray_compile_seconds=compile_seconds, im2col_weight_grad=detour)
     _print_pair(f"{size}px batch {batch} {stem}", figures)
@@ -471,15 +475,12 @@ def bench_pipeline():
   runners = {"jaxray": jax_window, "jaxray_host_only": lambda: jax_window(augment=False)}
   print(f"Input pipeline ({len(train)} training images, batch {batch_size}, "
         f"{_WORKERS.value} workers, >= {_PIPELINE_IMAGES.value} images per window), images/s:")
-  torch_pair, reference, process = _torch(), None, None
-  if torch_pair:
-    process = _say_reference_process()
-    runners["torch"] = reference = _torch_reference(f"pipeline,{batch_size}", torch_pair[0])
-  try:
-    figures = _interleaved(runners, _WINDOWS.value)
-  finally:
+  torch_pair = _torch()
+  process = _say_reference_process() if torch_pair else None
+  with _torch_reference(f"pipeline,{batch_size}", torch_pair) as reference:
     if reference:
-      reference.close()
+      runners["torch"] = reference
+    figures = _interleaved(runners, _WINDOWS.value)
   figures.update(train_examples=len(train), workers=_WORKERS.value)
   if process:
     figures["torch_process"] = process
@@ -660,21 +661,21 @@ def bench_epoch():
         f"batch {batch}):", flush=True)
   figures = {"dataset": name, "train_examples": len(train), "val_examples": len(val),
              "image_size": size, "batch_size": batch}
-  torch_pair, reference = _torch(), None
+  torch_pair = _torch()
   if torch_pair and _EPOCH_EXPERIMENT.value == "resnet18_pneumoniamnist":
     figures["torch_process"] = _say_reference_process()
-    runners["torch"] = reference = _torch_reference("epoch", torch_pair[0])
-  elif torch_pair and _EPOCH_EXPERIMENT.value:
-    print(f"  (no PyTorch reference epoch for {_EPOCH_EXPERIMENT.value})")
-  try:
+  elif torch_pair:
+    if _EPOCH_EXPERIMENT.value:
+      print(f"  (no PyTorch reference epoch for {_EPOCH_EXPERIMENT.value})")
+    torch_pair = None
+  with _torch_reference("epoch", torch_pair) as reference:
+    if reference:
+      runners["torch"] = reference
     first = {n: run()[2] for n, run in runners.items()}  # compilation / warm-up epoch
     timings = {n: [] for n in runners}
     for _ in range(max(2, _WINDOWS.value // 2)):
       for n, run in runners.items():
         timings[n].append(run())
-  finally:
-    if reference:
-      reference.close()
   for n in runners:
     figures[n] = {"first_epoch_seconds": first[n], "train_images": timings[n][0][0],
                   "epoch_seconds": _summary([t for _, _, t in timings[n]]),
@@ -700,14 +701,11 @@ def bench_recipe():
   if not torch_pair:
     raise app.UsageError("--what=recipe runs the PyTorch reference: pip install torch torchvision")
   process = _say_reference_process()
-  reference = _TorchProcess("recipe", _torch_device(torch_pair[0]))
-  try:
+  with _TorchProcess("recipe", _torch_device(torch_pair[0])) as reference:
     return dict(reference.receive(), torch_process=process)
-  finally:
-    reference.close()
 
 
-def _torch_recipe():
+def _torch_recipe(torch_pair):
   """The whole --epoch_experiment recipe in the PyTorch reference, timed start to test figures.
 
   The figure to set beside `python -m jaxray.main`'s wall time for the same experiment: MedMNIST's
@@ -718,7 +716,6 @@ def _torch_recipe():
   import copy
   from jaxray import config as config_lib, data
   from jaxray.evaluate import metrics
-  torch_pair = _torch()
   started = time.perf_counter()
   config = config_lib.load(_EPOCH_EXPERIMENT.value)
   epochs = _RECIPE_EPOCHS.value or config.num_epochs
