@@ -25,45 +25,27 @@ model. This config follows the paper's text; results.json and report.md also giv
 epoch's test figures (`--set selection.metric=epoch` makes that the evaluated checkpoint).
 """
 
-import ml_collections
+from jaxray import base_config
 
 
 def get_config():
-  config = ml_collections.ConfigDict()
-  config.seed = 0
+  config = base_config.get_config()
+  config.dataset.name = "pneumoniamnist"
+  config.dataset.config = "28"
+  config.input.image_size = 28
+  config.input.channels = 1  # the grayscale image as it is, into a 1-channel stem (n_channels)
+  config.input.batch_size = 128  # the last 100 images of each epoch form a batch of their own
+  config.input.eval_batch_size = 256
+  config.input.normalization = dict(kind="mean_std", mean=(0.5,), std=(0.5,))
 
-  config.dataset = dict(name="pneumoniamnist", config="28", prepared_dir="",
-                        train_split="train", val_split="val", test_split="test")
-  config.input = dict(
-      image_size=28,
-      channels=1,  # the grayscale image as it is, into a 1-channel stem (MedMNIST's n_channels)
-      batch_size=128,
-      eval_batch_size=256,  # evaluation pads its last batch: any size counts every image once
-      normalization=dict(kind="mean_std", mean=(0.5,), std=(0.5,)),
-      drop_remainder=False,  # the last 100 images of each epoch form a batch of their own
-      num_threads=2,
-  )
-  config.augment = dict(rotation_degrees=0.0, hflip=False, brightness=0.0, contrast=0.0)
+  config.model.stem = "cifar"  # 3x3 stride-1 conv, no max-pool: 28x28 in, 4x4 at the last stage
+  config.model.conv_init = "torch_default"  # nn.Conv2d's own U(+-1/sqrt(fan_in)): never re-init
 
-  config.model = dict(
-      name="resnet18",
-      stem="cifar",  # 3x3 stride-1 conv, no max-pool: 28x28 in, 4x4 at the last stage
-      conv_init="torch_default",  # U(+-1/sqrt(fan_in)), nn.Conv2d's own: MedMNIST never re-inits
-      head=dict(hidden=(), dropout=(), init="torch"),  # Linear(512, 2)
-      loss="softmax",
-      freeze_backbone=False,
-      dtype="float32",
-      pretrained=dict(source="", path=""),
-  )
-
-  config.optimizer = dict(name="adam", learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8,
-                          weight_decay=0.0, schedule="piecewise_constant",
-                          decay_epochs=(50, 75), decay_factor=0.1)
+  config.optimizer.schedule = "piecewise_constant"
+  config.optimizer.decay_epochs = (50, 75)
   config.num_epochs = 100
 
-  config.selection = dict(metric="val_roc_auc", mode="max")  # MedMNIST keeps the best val AUC
-  config.track_test_per_epoch = False  # test is evaluated once, on the selected checkpoint
-  config.evaluation = dict(bootstrap_samples=1000, failure_cases=8, tsne_max_train=1000)
+  config.selection.metric = "val_roc_auc"  # MedMNIST keeps the best val AUC
 
   config.reference = dict(
       report="MedMNIST v2 (Yang et al., Sci. Data 2023), PneumoniaMNIST, ResNet-18 (28)",

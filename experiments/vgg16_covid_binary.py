@@ -23,45 +23,26 @@ checkpoint evaluated here is the last one as well (`selection.metric="epoch"`); 
 Test loss is recorded in results.json (`test.loss`).
 """
 
-import ml_collections
+from jaxray import base_config
 
 
 def get_config():
-  config = ml_collections.ConfigDict()
-  config.seed = 0
+  config = base_config.get_config()
+  config.dataset.name = "covid_cs542"
+  config.dataset.config = "two"
+  config.input.batch_size = 5
+  config.input.eval_batch_size = 10
+  config.input.normalization = dict(kind="caffe")  # = jaxray.weights.preprocessing("keras_vgg16")
 
-  config.dataset = dict(name="covid_cs542", config="two", prepared_dir="",
-                        train_split="train", val_split="val", test_split="test")
-  config.input = dict(
-      image_size=224,
-      channels=3,  # grayscale replicated for the 3-channel ImageNet base
-      batch_size=5,
-      eval_batch_size=10,
-      normalization=dict(kind="caffe"),  # = jaxray.weights.preprocessing("keras_vgg16")
-      drop_remainder=False,  # Keras' fit trains on the epoch's remainder as a smaller batch
-      num_threads=2,
-  )
-  config.augment = dict(rotation_degrees=0.0, hflip=False, brightness=0.0, contrast=0.0)
+  config.model.name = "vgg16"
+  config.model.head = dict(hidden=(256,), dropout=(0.5,), init="keras")
+  config.model.loss = "sigmoid"  # Dense(1, sigmoid) + BinaryCrossentropy: the logit of covid
+  config.model.pretrained.source = "keras_vgg16"
 
-  config.model = dict(
-      name="vgg16",
-      include_top=False,
-      head=dict(hidden=(256,), dropout=(0.5,), init="keras"),
-      loss="sigmoid",  # Dense(1, sigmoid) + BinaryCrossentropy: the logit of covid (class 1)
-      freeze_backbone=False,
-      dtype="float32",
-      pretrained=dict(source="keras_vgg16", path=""),
-  )
-
-  config.optimizer = dict(name="adam", learning_rate=5e-4, b1=0.9, b2=0.999, eps=1e-7,
-                          weight_decay=0.0, schedule="constant", decay_epochs=(),
-                          decay_factor=0.1)
+  config.optimizer.learning_rate = 5e-4
+  config.optimizer.eps = 1e-7  # Keras' Adam
   config.num_epochs = 40
-
-  # The last epoch, as the report evaluated it (see the docstring).
-  config.selection = dict(metric="epoch", mode="max")
-  config.track_test_per_epoch = False  # the report plotted train and validation only
-  config.evaluation = dict(bootstrap_samples=1000, failure_cases=8, tsne_max_train=1000)
+  config.selection.metric = "epoch"  # the last epoch, as the report evaluated it
 
   config.reference = dict(
       report="004 (Task 1)",

@@ -1,7 +1,7 @@
-"""jaxray: chest X-ray classification in JAX, reproducing published runs."""
+"""jaxray: chest X-ray classification in JAX, reproducing published runs.
 
-from jaxray import xla_cpu as _xla_cpu
-
-_xla_cpu.configure()  # before any JAX backend starts; see jaxray/xla_cpu.py
+Importing it changes nothing global: the CPU settings of a run's `runtime` section are applied
+by the entry points (`python -m jaxray.main`, `python -m jaxray.bench`), see jaxray/runtime.py.
+"""
 
 __version__ = "0.1.0"

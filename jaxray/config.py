@@ -1,17 +1,27 @@
 """Experiments: `experiments/NAME.py` files whose `get_config()` returns a ConfigDict.
 
+`--experiment=NAME` loads `experiments/NAME.py` (installed with jaxray as the package
+`experiments`); `--experiment=path/to/file.py` loads a file of your own by path, as
+ml_collections' `config_flags` does. Every experiment starts from `jaxray.base_config` and may not
+add fields of its own (except the published figures under `reference`), so library code can rely
+on every field being there.
+
 Overrides come from the command line as `--set key.path=value`; values are parsed as Python
 literals (numbers, tuples, booleans, strings) and checked against the type already in the config,
 so a typo in a key or a value of the wrong type stops the run before anything is written.
 """
 
 import ast
+import difflib
 import importlib
+import importlib.util
+import pathlib
 import pkgutil
 
 import ml_collections
 
 import experiments
+from jaxray import base_config
 
 
 def available() -> list[str]:
@@ -20,13 +30,54 @@ def available() -> list[str]:
 
 
 def load(name: str) -> ml_collections.ConfigDict:
-  if name not in available():
+  """The config of experiment `name` (a name in experiments/, or a path to a .py file)."""
+  if name.endswith(".py") or "/" in name:
+    path = pathlib.Path(name).expanduser()
+    if not path.is_file():
+      raise FileNotFoundError(f"--experiment={name}: no such file. Pass a name from "
+                              f"experiments/ ({', '.join(available())}) or a path to a .py file.")
+    spec = importlib.util.spec_from_file_location(f"_jaxray_experiment_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+  elif name in available():
+    module = importlib.import_module(f"experiments.{name}")
+  else:
     raise ValueError(f"Unknown experiment {name!r}. Available experiments: "
-                     f"{', '.join(available())}")
-  module = importlib.import_module(f"experiments.{name}")
+                     f"{', '.join(available())} (or pass a path to a .py file)")
+  if not hasattr(module, "get_config"):
+    raise ValueError(f"--experiment={name}: the file defines no get_config()")
   config = module.get_config()
+  _check_fields(config, base_config.get_config(), name)
   config.experiment = name
   return config
+
+
+def run_name(experiment: str) -> str:
+  """The default workdir's name for `--experiment`: the name, or a file's stem."""
+  return pathlib.Path(experiment).stem if experiment.endswith(".py") else experiment
+
+
+def _check_fields(config, base, name, path=""):
+  """Every field of the base config is there, and no other (`reference` may add figures)."""
+  for key in base.keys():
+    if key not in config:
+      raise ValueError(f"Experiment {name}: the config has no field {path}{key}. Start it from "
+                       f"jaxray.base_config.get_config() and change only what differs.")
+  for key in config.keys():
+    if key not in base:
+      if path == "reference.":
+        continue
+      raise ValueError(f"Experiment {name}: unknown field {path}{key}{_did_you_mean(key, base)}. "
+                       f"Its fields are those of jaxray/base_config.py.")
+    if isinstance(base[key], ml_collections.ConfigDict) and key not in ("normalization",):
+      if not isinstance(config[key], ml_collections.ConfigDict):
+        raise ValueError(f"Experiment {name}: {path}{key} must be a section, got {config[key]!r}")
+      _check_fields(config[key], base[key], name, f"{path}{key}.")
+
+
+def _did_you_mean(key, node) -> str:
+  close = difflib.get_close_matches(key, list(node.keys()), n=1)
+  return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _parse_value(text: str):
@@ -50,9 +101,12 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides) -> ml_collecti
                          f"{key!r}. Its top-level fields are: {', '.join(sorted(config.keys()))}")
       node = node[part]
     if leaf not in node:
-      raise ValueError(f"--set {item!r}: unknown field {key!r}. Fields here: "
-                       f"{', '.join(sorted(node.keys()))}")
+      raise ValueError(f"--set {item!r}: unknown field {key!r}{_did_you_mean(leaf, node)}. "
+                       f"Fields here: {', '.join(sorted(node.keys()))}")
     value = _parse_value(text)
+    if not node.is_type_safe:  # e.g. runtime: "auto", True or False, checked where it is used
+      node[leaf] = value
+      continue
     current = node[leaf]
     if isinstance(current, tuple) and isinstance(value, (int, float)):
       value = (value,)

@@ -2,6 +2,7 @@
 
 Runs one experiment of `experiments/` end to end: prepares the dataset if needed, trains with a
 checkpoint per epoch (re-running resumes), evaluates the selected checkpoint and writes the report.
+Before JAX starts, the config's `runtime` section sets up this process (jaxray/runtime.py).
 """
 
 import os
@@ -11,9 +12,8 @@ import sys
 from absl import app, flags
 from absl import logging as absl_logging
 
-from jaxray import host_memory
-
-flags.DEFINE_string("experiment", "demo", "Name of a file in experiments/, without .py.")
+flags.DEFINE_string("experiment", "demo", "Name of a file in experiments/, without .py, or the "
+                    "path of an experiment file of your own (path/to/my_experiment.py).")
 flags.DEFINE_string("workdir", None, "Where checkpoints and reports go (default runs/EXPERIMENT).")
 flags.DEFINE_string("data_dir", None, "Folder holding the raw dataset (e.g. the one containing "
                     "chest_xray/); not needed for the synthetic dataset.")
@@ -35,6 +35,17 @@ def main(argv):
   del argv
   if not FLAGS["verbosity"].present:
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
+  if not FLAGS.distributed and any(FLAGS[name].present for name in (
+      "coordinator_address", "num_processes", "process_id")):
+    _fail("--coordinator_address, --num_processes and --process_id need --distributed")
+  from jaxray import config as config_lib, runtime
+  try:
+    config = config_lib.apply_overrides(config_lib.load(FLAGS.experiment), FLAGS.set)
+    # May start this process again, once, with malloc settings: before JAX and any work.
+    runtime.configure_process(config.runtime, runtime.intended_platform(FLAGS.platform))
+  except (ValueError, FileNotFoundError) as error:
+    _fail(error)
+
   import jax
   if FLAGS.platform:
     jax.config.update("jax_platforms", FLAGS.platform)
@@ -45,29 +56,25 @@ def main(argv):
       jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-  elif any(FLAGS[name].present for name in ("coordinator_address", "num_processes",
-                                            "process_id")):
-    print("error: --coordinator_address, --num_processes and --process_id need --distributed",
-          file=sys.stderr)
-    sys.exit(2)
-  from jaxray import config as config_lib
   from jaxray.train import loop
 
   try:
-    config = config_lib.apply_overrides(config_lib.load(FLAGS.experiment), FLAGS.set)
-    workdir = FLAGS.workdir or f"runs/{FLAGS.experiment}"
+    workdir = FLAGS.workdir or f"runs/{config_lib.run_name(FLAGS.experiment)}"
     results = loop.train_and_evaluate(config, workdir, FLAGS.data_dir, FLAGS.set)
   except (ValueError, FileNotFoundError, pickle.UnpicklingError) as error:
-    print(f"\nerror: {error}", file=sys.stderr)
-    sys.exit(2)
+    _fail(error)
   if results and jax.process_index() == 0:
     test = results["test"]["metrics"]
     print(f"\n{FLAGS.experiment}: epoch {results['selected_epoch']} selected; test "
           + ", ".join(f"{k} {v:.3f}" for k, v in test.items()) + f"\nreport: {workdir}/report.md")
 
 
+def _fail(error) -> None:
+  print(f"\nerror: {error}", file=sys.stderr)
+  sys.exit(2)
+
+
 def run():
-  host_memory.restart_with_memory_settings()  # before any work: see jaxray/host_memory.py
   app.run(main)
 
 

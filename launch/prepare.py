@@ -16,7 +16,8 @@ from absl import flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-flags.DEFINE_string("experiment", "demo", "Name of a file in experiments/, without .py.")
+flags.DEFINE_string("experiment", "demo", "Name of a file in experiments/, without .py, or the "
+                    "path of an experiment file.")
 flags.DEFINE_string("data_dir", None, "Folder holding the raw dataset (as for jaxray.main).")
 flags.DEFINE_multi_string("set", [], "Config override key.path=value (as for jaxray.main).")
 FLAGS = flags.FLAGS
@@ -30,8 +31,7 @@ def main():
   try:
     config = config_lib.apply_overrides(config_lib.load(FLAGS.experiment), FLAGS.set)
     sources, _ = data.load(config.dataset.name, FLAGS.data_dir,
-                           config.dataset.get("prepared_dir") or None,
-                           config.dataset.get("config") or None)
+                           config.dataset.prepared_dir or None, config.dataset.config or None)
   except (ValueError, FileNotFoundError) as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)

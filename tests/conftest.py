@@ -4,6 +4,18 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+
+def _runtime_as_a_user_gets_it():
+  """XLA:CPU flags as `python -m jaxray.main` sets them by default, before JAX starts, so tests
+  compute what users do; without the malloc settings, which would restart pytest."""
+  from jaxray import base_config, runtime
+  section = base_config.get_config().runtime
+  section.malloc_huge_pages = section.malloc_keep_heap = False
+  runtime.configure_process(section, "cpu")
+
+
+_runtime_as_a_user_gets_it()
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

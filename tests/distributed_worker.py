@@ -50,27 +50,21 @@ if args.num_processes > 1:
 
 import numpy as np  # noqa: E402
 
-from flax import nnx  # noqa: E402
-
-from jaxray import config as config_lib, models  # noqa: E402
+from jaxray import assembly, config as config_lib, models  # noqa: E402
 from jaxray.data import pipeline, synthetic  # noqa: E402
+from jaxray.evaluate import predictions  # noqa: E402
 from jaxray.models import resnet  # noqa: E402
-from jaxray.train import loop, mesh as mesh_lib, optimizer, steps as steps_lib  # noqa: E402
+from jaxray.train import mesh as mesh_lib, steps as steps_lib  # noqa: E402
 
 IMAGE_SIZE = 32
 
 
 @models.register_backbone("resnet10")
-def _resnet10(cfg, image_size, in_channels, dtype, rngs):
+def _resnet10(cfg, image_size, in_channels, dtype, rngs, ops):
   """ResNet-18 with one block per stage: every layer kind of it, half the compile time."""
-  net = resnet.ResNet((1, 1, 1, 1), stem=cfg.get("stem", "imagenet"), in_channels=in_channels,
-                      dtype=dtype, rngs=rngs)
+  net = resnet.ResNet((1, 1, 1, 1), stem=cfg.stem, in_channels=in_channels, dtype=dtype,
+                      rngs=rngs, ops=ops)
   return net, net.num_features
-
-
-def build_model(config):
-  """The model, initialised inside one jit (eager init compiles every initializer per shape)."""
-  return nnx.jit(lambda: models.build_model(config.model, 2, IMAGE_SIZE, config.seed))()
 
 
 def fake_split(size: int, seed: int) -> list[dict]:
@@ -88,23 +82,20 @@ def main():
   assert jax.process_count() == args.num_processes
   assert jax.device_count() == args.devices * args.num_processes, jax.devices()
   config = config_lib.apply_overrides(config_lib.load("demo"), [
-      f"input.image_size={IMAGE_SIZE}", f"input.batch_size={args.batch_size}",
-      f"input.eval_batch_size={args.eval_batch_size}", "input.num_threads=1", *args.set])
-  mesh = mesh_lib.create_mesh()
-  replicated = mesh_lib.replicated(mesh)
+      # --eval_only: no training; the train batch only has to fit the devices as well.
+      f"input.image_size={IMAGE_SIZE}",
+      f"input.batch_size={args.eval_batch_size if args.eval_only else args.batch_size}",
+      f"input.eval_batch_size={args.eval_batch_size}", "input.num_threads=1",
+      "input.drop_remainder=True", *args.set])
   seconds = {"start": time.time() - STARTED, "start_cpu": CPU()}
-  model = build_model(config)
+  train_source = fake_split(84, seed=10)  # 10 full batches of 8 per epoch, 4 examples dropped
+  run = assembly.assemble(config, splits={"train": train_source, "val": fake_split(37, 11),
+                                          "test": fake_split(45, 12)},
+                          class_names=synthetic.CLASS_NAMES)
   seconds["model"] = time.time() - STARTED
   seconds["model_cpu"] = CPU()
-  train_source = fake_split(84, seed=10)  # 10 full batches of 8 per epoch, 4 examples dropped
-  steps_per_epoch = pipeline.steps_per_epoch(len(train_source), config.input.batch_size,
-                                             drop_remainder=True)
-  tx = optimizer.build(config.optimizer, steps_per_epoch, config.model.freeze_backbone)
-  graphdef, state = steps_lib.create_state(model, tx, config.seed)
-  state = jax.device_put(state, replicated)
-  initial_params = mesh_lib.to_host(state.params)
-  train_fn, eval_fn = steps_lib.jit_steps(graphdef, tx, config, replicated,
-                                          mesh_lib.data_sharded(mesh))
+  mesh, replicated = run.mesh, run.replicated
+  initial_params = mesh_lib.to_host(run.state.params)
   result = {"devices": jax.device_count(), "processes": jax.process_count()}
 
   if not args.eval_only:
@@ -117,7 +108,7 @@ def main():
                                           drop_remainder=True, num_threads=1):
         assert len(batch["label"]) == config.input.batch_size // jax.process_count()
         metrics = jax.device_put(steps_lib.zero_metrics(), replicated)
-        state, metrics = train_fn(state, mesh_lib.to_global(batch, mesh), metrics)
+        run.state, metrics = run.train_step(run.state, mesh_lib.to_global(batch, mesh), metrics)
         metrics = mesh_lib.to_host(metrics)
         assert int(metrics["count"]) == config.input.batch_size
         losses.append(float(metrics["loss_sum"] / metrics["count"]))
@@ -128,29 +119,27 @@ def main():
           break
     seconds["train"] = time.time() - STARTED
     seconds["train_cpu"] = CPU()
-    final_params = mesh_lib.to_host(state.params)
+    final_params = mesh_lib.to_host(run.state.params)
     change = sum(float(np.sum((a - b) ** 2)) for a, b in zip(jax.tree.leaves(final_params),
                                                              jax.tree.leaves(initial_params)))
     norm = sum(float(np.sum(a ** 2)) for a in jax.tree.leaves(initial_params))
     result["relative_weight_change"] = (change / norm) ** 0.5
     result["train_loss"] = losses
     result["train_accuracy"] = accuracies
-    for split, size, seed in (("val", 37, 11), ("test", 45, 12)):
-      prediction = loop.predict(eval_fn, state, fake_split(size, seed), config, mesh, split,
-                                batch_size=config.input.eval_batch_size)
+    for split, size in (("val", 37), ("test", 45)):
+      prediction = predictions.predict(run, run.splits[split], split)
       assert np.array_equal(prediction["index"], np.arange(size)), prediction["index"]
-      result[split] = loop._split_summary(prediction, split)
+      result[split] = predictions.summary(prediction, split)
       result[f"{split}_probabilities"] = prediction["probabilities"][:, 1].tolist()
 
   coverage = {}
   for size in map(int, args.coverage_sizes.split(",")):
     source = fake_split(size, seed=20)
-    prediction = loop.predict(eval_fn, state, source, config, mesh, "coverage",
-                              batch_size=config.input.eval_batch_size)
+    prediction = predictions.predict(run, source, "coverage")
     counts = np.bincount(prediction["index"], minlength=size)
     labels_match = bool(np.array_equal(prediction["label"], [e["label"] for e in source]))
     coverage[size] = {"counts": counts.tolist(), "labels_match": labels_match,
-                      "steps": pipeline.num_eval_steps(size, config.input.eval_batch_size)}
+                      "steps": pipeline.num_eval_steps(size, run.eval_batch_size)}
   result["coverage"] = coverage
 
   result["seconds"] = {"total": time.time() - STARTED, "total_cpu": CPU(), **seconds}

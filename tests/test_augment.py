@@ -4,7 +4,15 @@ import ml_collections
 import numpy as np
 import pytest
 
+from jaxray import base_config
 from jaxray.data import augment
+
+
+def _augment_config(**fields) -> ml_collections.ConfigDict:
+  """The base config's augment section (all off) with `fields` changed."""
+  cfg = base_config.get_config().augment
+  cfg.update(fields)
+  return cfg
 
 
 def _images(batch=4, size=16, seed=0):
@@ -13,8 +21,7 @@ def _images(batch=4, size=16, seed=0):
 
 def test_empty_config_is_identity():
   x = _images()
-  np.testing.assert_array_equal(augment.augment(x, jax.random.key(0), ml_collections.ConfigDict(
-      dict(rotation_degrees=0.0, hflip=False, brightness=0.0, contrast=0.0))), x)
+  np.testing.assert_array_equal(augment.augment(x, jax.random.key(0), _augment_config()), x)
 
 
 def test_rotation_by_90_degrees_is_rot90():
@@ -31,8 +38,7 @@ def test_rotation_fills_corners_with_zero():
 
 
 def test_augmentations_stay_in_range_and_depend_on_the_key():
-  cfg = ml_collections.ConfigDict(dict(rotation_degrees=25.0, hflip=True, brightness=0.2,
-                                       contrast=0.2))
+  cfg = _augment_config(rotation_degrees=25.0, hflip=True, brightness=0.2, contrast=0.2)
   x = _images(batch=8)
   a = augment.augment(x, jax.random.key(1), cfg)
   b = augment.augment(x, jax.random.key(1), cfg)
@@ -60,8 +66,7 @@ def _per_example_reference(images, key, cfg):
 
 
 def test_batched_augmentation_equals_the_per_example_composition():
-  cfg = ml_collections.ConfigDict(dict(rotation_degrees=25.0, hflip=True, brightness=0.2,
-                                       contrast=0.2))
+  cfg = _augment_config(rotation_degrees=25.0, hflip=True, brightness=0.2, contrast=0.2)
   x = _images(batch=16, size=40, seed=3)
   for seed in range(3):
     key = jax.random.key(seed)
@@ -71,7 +76,7 @@ def test_batched_augmentation_equals_the_per_example_composition():
 
 
 def test_hflip_only_flips_or_keeps():
-  cfg = ml_collections.ConfigDict(dict(hflip=True))
+  cfg = _augment_config(hflip=True)
   x = _images(batch=64)
   out = augment.augment(x, jax.random.key(0), cfg)
   flipped = jnp.all(jnp.isclose(out, x[:, :, ::-1]), axis=(1, 2, 3))

@@ -66,6 +66,7 @@ def test_pipeline_figure_and_json_without_torch(tmp_path):
     assert figures[name]["min"] <= figures[name]["median"] <= figures[name]["max"]
   assert "torch" not in figures and "ratio" not in figures
   assert f"jaxray {figures['jaxray']['median']:8.1f} img/s" in result.stdout
+  assert figures["runtime"]["resolved"]["materialize"] is True  # the augmentation's kernels
 
 
 def test_train_and_epoch_figures_and_json_without_torch(tmp_path):
@@ -100,6 +101,55 @@ def test_train_and_epoch_figures_and_json_without_torch(tmp_path):
   assert epoch["jaxray"]["epoch_seconds"]["median"] > 0
   assert "ratio" not in epoch
   assert f"{train['jaxray']['median']:8.1f} img/s" in result.stdout  # printed as written
+  # The default figure's runtime, once per figure set: what "auto" resolved to here.
+  assert figures["overrides"] == []
+  for record in (figures["train"]["runtime"], epoch["runtime"]):
+    assert record["requested"]["winograd"] == "auto" and record["resolved"]["winograd"] is True
+  assert result.stdout.count("  runtime: winograd on") == 2
+
+
+def test_set_overrides_are_measured_and_recorded(tmp_path):
+  out = tmp_path / "bench.json"
+  result = _bench(["--what=train", "--train_sizes=32x4:cifar", "--windows=1",
+                   "--steps_per_window=1", "--warmup=0", "--noother_conv_grad",
+                   "--set", "runtime.winograd=False", f"--json={out}"], tmp_path)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  figures = json.loads(out.read_text())
+  assert figures["overrides"] == ["runtime.winograd=False"]
+  record = figures["train"]["runtime"]
+  assert record["requested"]["winograd"] is False and record["resolved"]["winograd"] is False
+  assert "runtime: winograd off" in result.stdout
+  # The default figure is already without Winograd: no second figure without it.
+  assert "jaxray_without_winograd" not in figures["train"]["32x4:cifar"]
+
+
+def test_importing_the_bench_imports_neither_torch_nor_jax():
+  # Not hidden: on a machine with PyTorch, it must still wait until a figure runs; and the
+  # command sets up the process (jaxray.runtime) before JAX starts.
+  code = "import sys, jaxray.bench; print('torch' in sys.modules, 'jax' in sys.modules)"
+  result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.split() == ["False", "False"]
+
+
+def test_reference_process_environment_drops_jaxrays_process_settings(monkeypatch):
+  from jaxray import runtime
+  from jaxray.bench import Options, worker
+  jaxray_tunables = "glibc.malloc.tcache_count=7:glibc.malloc.arena_max=1"
+  monkeypatch.setenv("XLA_FLAGS", "--user_option=1 --xla_cpu_experimental_ynn_fusion_type=reduce")
+  monkeypatch.setenv(worker.USER_XLA_FLAGS, "--user_option=1")  # as keep_user_settings saved it
+  monkeypatch.setenv("GLIBC_TUNABLES", jaxray_tunables)
+  monkeypatch.setenv(runtime.USER_TUNABLES, "glibc.malloc.tcache_count=7")
+  monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+  env = worker.environment(Options())
+  assert env["XLA_FLAGS"] == "--user_option=1"
+  assert env["GLIBC_TUNABLES"] == "glibc.malloc.tcache_count=7"
+  assert env["JAX_PLATFORMS"] == "cpu" and worker.USER_XLA_FLAGS not in env
+  env = worker.environment(Options(reference_malloc="jaxray"))
+  assert env["GLIBC_TUNABLES"] == jaxray_tunables and env["XLA_FLAGS"] == "--user_option=1"
+  monkeypatch.setenv(worker.USER_XLA_FLAGS, "")  # the user had no XLA_FLAGS
+  assert "XLA_FLAGS" not in worker.environment(Options())
 
 
 @pytest.mark.parametrize("args, message", [
@@ -107,6 +157,8 @@ def test_train_and_epoch_figures_and_json_without_torch(tmp_path):
     (["--what=recipe", "--epoch_experiment=resnet18_pneumoniamnist"],
      "pip install torch torchvision"),
     (["--what=recipe", "--epoch_experiment=demo"], "resnet18_pneumoniamnist only"),
+    (["--set", "runtime.winogard=False"], "unknown field 'runtime.winogard'"),
+    (["--set", "runtime.winograd=maybe"], "must be 'auto', True or False"),
 ])
 def test_bad_requests_are_clear_errors(tmp_path, args, message):
   result = _bench(args, tmp_path, timeout=120)

@@ -56,3 +56,23 @@ def test_overrides_are_typed():
 def test_bad_overrides_name_the_field(override, message):
   with pytest.raises(ValueError, match=message):
     config_lib.apply_overrides(config_lib.load("demo"), [override])
+
+
+def test_an_experiment_file_of_ones_own_loads_by_path(tmp_path):
+  path = tmp_path / "my_run.py"
+  path.write_text("from experiments import demo\n\n\ndef get_config():\n"
+                  "  config = demo.get_config()\n  config.num_epochs = 3\n  return config\n")
+  config = config_lib.load(str(path))
+  assert config.num_epochs == 3 and config.experiment == str(path)
+  assert config_lib.run_name(str(path)) == "my_run"
+  with pytest.raises(FileNotFoundError, match="no such file"):
+    config_lib.load(str(tmp_path / "missing.py"))
+
+
+def test_an_experiment_may_not_invent_fields(tmp_path):
+  path = tmp_path / "typo.py"
+  path.write_text("from jaxray import base_config\n\n\ndef get_config():\n"
+                  "  config = base_config.get_config()\n  config.input.batchsize = 8\n"
+                  "  return config\n")
+  with pytest.raises(ValueError, match="unknown field input.batchsize .*'batch_size'"):
+    config_lib.load(str(path))

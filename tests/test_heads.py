@@ -8,6 +8,7 @@ import optax
 import pytest
 from flax import nnx
 
+from jaxray import base_config, ops
 from jaxray.models.classifier import Classifier, MLPHead
 from jaxray.train import optimizer, steps
 
@@ -27,12 +28,12 @@ class TinyBackbone(nnx.Module):
 
 
 def _config(loss: str) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
-      input=dict(channels=3, normalization=dict(kind="inception")),
-      augment=dict(rotation_degrees=0.0, hflip=False, brightness=0.0, contrast=0.0),
-      model=dict(loss=loss),
-      optimizer=dict(name="adam", learning_rate=1e-2, eps=1e-7, weight_decay=0.0),
-  ))
+  config = base_config.get_config()
+  config.input.normalization = dict(kind="inception")
+  config.model.loss = loss
+  config.optimizer.learning_rate = 1e-2
+  config.optimizer.eps = 1e-7
+  return config
 
 
 def _model(num_outputs: int, freeze_backbone: bool, hidden=(16,), dropout=(0.5,)):
@@ -56,7 +57,7 @@ def _train(model, cfg, num_steps: int):
                        freeze_backbone=model.freeze_backbone)
   graphdef, state = steps.create_state(model, tx, seed=0)
   train_step = jax.jit(lambda s, b, m: steps.train_step(s, b, m, graphdef=graphdef, tx=tx,
-                                                        cfg=cfg))
+                                                        cfg=cfg, ops=ops.PLAIN))
   initial = jax.tree.map(np.array, state)  # host copies of the starting point
   batch = _separable_batch()
   losses = []

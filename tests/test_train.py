@@ -1,13 +1,17 @@
 """End to end on the synthetic dataset: training, checkpoints, resume, every artifact."""
 
 import json
+import os
+import subprocess
+import sys
+import types
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from jaxray import config as config_lib
-from jaxray.train import loop
+from jaxray.train import loop, workdir as workdir_lib
 
 ARTIFACTS = ("config.json", "metrics.jsonl", "results.json", "report.md", "curves.png",
              "confusion_matrix.png", "roc.png", "failure_cases.png", "tsne.png")
@@ -143,8 +147,59 @@ def test_train_epoch_keeps_one_step_in_flight():
     events.append(f"run {step}")
     return state + 1, Metrics(step)
 
-  mesh = loop.mesh_lib.create_mesh()
+  run = types.SimpleNamespace(mesh=loop.mesh_lib.create_mesh(), state=0, train_step=train_fn)
   batches = [{"step": np.array([k], np.int32)} for k in (1, 2, 3)]
-  state, metrics = loop.train_epoch(train_fn, 0, Metrics(0), batches, mesh, show=False)
-  assert state == 3 and metrics.step == 3
+  metrics = loop.train_epoch(run, Metrics(0), batches, show=False)
+  assert run.state == 3 and metrics.step == 3
   assert events == ["wait 0", "run 1", "wait 1", "run 2", "wait 2", "run 3"]
+
+
+def test_results_and_report_record_the_runtime_that_ran(two_epoch_run):
+  workdir, _ = two_epoch_run
+  runtime = json.loads((workdir / "results.json").read_text())["runtime"]
+  assert runtime["requested"]["winograd"] == "auto" and runtime["backend"] == "cpu"
+  assert runtime["resolved"]["winograd"] is True  # "auto" on the CPU
+  assert [s["first_epoch"] for s in runtime["by_epoch"]] == [1]
+  assert json.loads((workdir / "config.json").read_text())["runtime"]["winograd"] == "auto"
+  assert "| winograd | auto | True |" in (workdir / "report.md").read_text()
+
+
+def test_the_command_line_turns_a_kernel_off_and_records_it(prepared_dir, tmp_path):
+  """python -m jaxray.main, as a user runs it (the runtime applied before JAX starts)."""
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "GLIBC_TUNABLES")}
+  command = [sys.executable, "-m", "jaxray.main", "--experiment=demo", f"--workdir={tmp_path}",
+             f"--set=dataset.prepared_dir={prepared_dir}", "--set=num_epochs=1",
+             "--set=input.image_size=32", "--set=evaluation.bootstrap_samples=20",
+             "--set=evaluation.tsne_max_train=32", "--set=runtime.winograd=False"]
+  done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  runtime = json.loads((tmp_path / "results.json").read_text())["runtime"]
+  assert runtime["requested"]["winograd"] is False and runtime["resolved"]["winograd"] is False
+  assert runtime["resolved"]["materialize"] is True
+  assert "--xla_cpu_experimental_ynn_fusion_type=reduce" in runtime["xla_flags"]
+  assert "| winograd | False | False |" in (tmp_path / "report.md").read_text()
+
+
+def test_a_bad_runtime_value_stops_the_command_before_anything_is_written(tmp_path):
+  done = subprocess.run([sys.executable, "-m", "jaxray.main", "--experiment=demo",
+                         f"--workdir={tmp_path / 'run'}", "--set=runtime.winograd=sometimes"],
+                        capture_output=True, text=True, timeout=120)
+  assert done.returncode == 2
+  assert "runtime.winograd must be 'auto', True or False" in done.stderr
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_resume_that_resolves_differently_is_recorded(tmp_path, capsys):
+  """Another machine may resolve "auto" otherwise: runtime.json keeps each stretch of epochs."""
+  record = {"resolved": {"winograd": True}, "backend": "cpu", "xla_flags": "",
+            "glibc_tunables": ""}
+  tmp_path.mkdir(exist_ok=True)
+  assert len(workdir_lib.record_runtime(tmp_path, record, 1)) == 1
+  assert len(workdir_lib.record_runtime(tmp_path, record, 3)) == 1  # same: nothing added
+  entries = workdir_lib.record_runtime(tmp_path, dict(record, resolved={"winograd": False}), 3)
+  assert [(e["first_epoch"], e["resolved"]["winograd"]) for e in entries] == [(1, True),
+                                                                               (3, False)]
+  assert "winograd=False" in capsys.readouterr().out
+  # Resumed again from epoch 2 (its later checkpoints gone): the stretch from 3 is dropped.
+  entries = workdir_lib.record_runtime(tmp_path, record, 2)
+  assert [e["first_epoch"] for e in entries] == [1]

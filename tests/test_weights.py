@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxray import models
+from jaxray import base_config, models
 from jaxray import weights
 from jaxray.models import mobilenet, resnet, vgg
 from jaxray.weights import __main__ as cli
@@ -68,9 +68,11 @@ def build(cfg, image_size):
   return nnx.eval_shape(lambda: models.build_model(cfg, 2, image_size, 0))
 
 
-def model_config(name, source, path="", **kwargs):
-  return ml_collections.ConfigDict(dict(name=name, pretrained=dict(source=source, path=path),
-                                        **kwargs))
+def model_config(name, source="", path="", **kwargs):
+  """The base config's model section with these fields."""
+  cfg = base_config.get_config().model
+  cfg.update(dict(name=name, pretrained=dict(source=source, path=path), **kwargs))
+  return cfg
 
 
 def check_close(actual, expected, what):
@@ -156,7 +158,7 @@ def test_mobilenet_backbone_from_h5_matches_keras(tmp_path):
                                              ("mobilenet", 63, 2 * 2 * 1024)])
 def test_registered_flattened_size_fits_the_head(name, size, width):
   """The registry's width is the head's input: it must be the backbone's real output size."""
-  cfg = ml_collections.ConfigDict(dict(name=name))
+  cfg = model_config(name)
 
   def shapes():
     model = models.build_model(cfg, 2, size, 0)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxray import xla_cpu
+from jaxray.ops import fusion
 
 # Keras "caffe" preprocessing: BGR means on 0-255 (VGG16's ImageNet weights expect it).
 _CAFFE_BGR_MEAN = jnp.array([103.939, 116.779, 123.68])
@@ -55,29 +55,30 @@ def _draw(key, rotation_degrees, hflip, brightness, contrast):
   return params
 
 
-def augment(images, key, cfg: ml_collections.ConfigDict):
+def augment(images, key, cfg: ml_collections.ConfigDict, store=fusion.identity):
   """(B, H, W, C) float images in [0, 1] -> augmented, same shape. A no-op for an empty config.
 
   Parameters are drawn per example (vmap over the examples' keys); the image ops run on the whole
-  batch. The angle's cosine and sine and the rotated image are stored once
-  (`xla_cpu.materialize`): otherwise XLA:CPU recomputes the random draw and the trigonometry for
-  every pixel inside each of the rotation's four gathers, and the whole rotation again inside the
-  contrast, which reads the image twice (its mean, then each pixel).
+  batch. `store` (the run's `Ops.store`) marks the angle's cosine and sine and the rotated image:
+  with `runtime.materialize` they are computed once, where XLA:CPU would otherwise recompute the
+  random draw and the trigonometry for every pixel inside each of the rotation's four gathers,
+  and the whole rotation again inside the contrast, which reads the image twice (its mean, then
+  each pixel).
   """
-  if not any(cfg.get(name, 0) for name in ("rotation_degrees", "hflip", "brightness", "contrast")):
+  if not any((cfg.rotation_degrees, cfg.hflip, cfg.brightness, cfg.contrast)):
     return images
-  draw = lambda k: _draw(k, float(cfg.get("rotation_degrees", 0.0)), bool(cfg.get("hflip", False)),
-                         float(cfg.get("brightness", 0.0)), float(cfg.get("contrast", 0.0)))
+  draw = lambda k: _draw(k, float(cfg.rotation_degrees), bool(cfg.hflip), float(cfg.brightness),
+                         float(cfg.contrast))
   params = jax.vmap(draw)(jax.random.split(key, images.shape[0]))
   per_image = lambda v: v[:, None, None, None]
   if "angle" in params:
     theta = jnp.deg2rad(params["angle"])
-    cos_sin = xla_cpu.materialize(jnp.stack([jnp.cos(theta), jnp.sin(theta)], axis=-1))
+    cos_sin = store(jnp.stack([jnp.cos(theta), jnp.sin(theta)], axis=-1))
     images = jax.vmap(_rotate_by)(images, cos_sin[:, 0], cos_sin[:, 1])
   if "brightness" in params:
     images = jnp.clip(images * per_image(params["brightness"]), 0.0, 1.0)
   if "contrast" in params:
-    images = xla_cpu.materialize(images)
+    images = store(images)
     mean = per_image(images.mean(axis=(1, 2, 3)))
     images = jnp.clip((images - mean) * per_image(params["contrast"]) + mean, 0.0, 1.0)
   if "flip" in params:
@@ -96,7 +97,7 @@ def normalize(images, cfg: ml_collections.ConfigDict, channels: int = 3):
   the ImageNet means, Keras VGG16), "inception" (scaled to [-1, 1], Keras MobileNet).
   """
   images = jnp.broadcast_to(images, images.shape[:-1] + (channels,))
-  kind = cfg.get("kind", "mean_std")
+  kind = cfg.kind
   if kind == "mean_std":
     mean = jnp.asarray(cfg.mean, jnp.float32)
     std = jnp.asarray(cfg.std, jnp.float32)

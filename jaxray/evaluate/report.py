@@ -74,7 +74,26 @@ def write(path, results: dict, history: list[dict], reference: dict) -> None:
   if any("test_accuracy" in h for h in history):
     lines += ["", "Test accuracy per epoch is tracked as the report did, never used to choose "
               "the checkpoint."]
+  lines += _runtime_lines(results["runtime"])
   lines += ["", "## Figures", "",
             "![curves](curves.png) ![confusion matrix](confusion_matrix.png) ![ROC](roc.png)",
             "", "![failure cases](failure_cases.png)", "", "![t-SNE](tsne.png)", ""]
   pathlib.Path(path).write_text("\n".join(lines))
+
+
+def _runtime_lines(runtime: dict) -> list[str]:
+  """The runtime section as requested (config.json) and as it ran, per stretch of epochs."""
+  stretches = runtime["by_epoch"]
+  lines = ["", "## Runtime settings", "",
+           "The `runtime` section (jaxray/runtime.py): CPU kernels and process settings that "
+           "change float rounding, not what is computed.", "",
+           "| setting | requested | " + " | ".join(
+               f"ran with, from epoch {s['first_epoch']}" for s in stretches) + " |",
+           "|---|---|" + "---|" * len(stretches)]
+  for name, value in runtime["requested"].items():
+    lines.append(f"| {name} | {value} | "
+                 + " | ".join(str(s["resolved"][name]) for s in stretches) + " |")
+  if len(stretches) > 1:
+    lines += ["", "The run was resumed where these settings resolved differently: its epochs "
+              "did not all train with the same kernels."]
+  return lines

@@ -10,10 +10,11 @@ import jax.numpy as jnp
 from flax import nnx
 import ml_collections
 
+from jaxray import ops as ops_lib
 from jaxray.models import resnet
 from jaxray.models.classifier import Classifier, MLPHead
 
-# name -> fn(model_config, image_size, in_channels, dtype, rngs)
+# name -> fn(model_config, image_size, in_channels, dtype, rngs, ops)
 #   -> (backbone, flattened feature size)
 BACKBONES: dict[str, Callable] = {}
 
@@ -26,16 +27,16 @@ def register_backbone(name: str):
 
 
 @register_backbone("resnet18")
-def _resnet18(cfg, image_size, in_channels, dtype, rngs):
-  net = resnet.resnet18(stem=cfg.get("stem", "imagenet"), in_channels=in_channels,
-                        conv_init=cfg.get("conv_init", "torchvision"), dtype=dtype, rngs=rngs)
+def _resnet18(cfg, image_size, in_channels, dtype, rngs, ops):
+  net = resnet.resnet18(stem=cfg.stem, in_channels=in_channels, conv_init=cfg.conv_init,
+                        dtype=dtype, rngs=rngs, ops=ops)
   return net, net.num_features
 
 
 @register_backbone("resnet34")
-def _resnet34(cfg, image_size, in_channels, dtype, rngs):
-  net = resnet.resnet34(stem=cfg.get("stem", "imagenet"), in_channels=in_channels,
-                        conv_init=cfg.get("conv_init", "torchvision"), dtype=dtype, rngs=rngs)
+def _resnet34(cfg, image_size, in_channels, dtype, rngs, ops):
+  net = resnet.resnet34(stem=cfg.stem, in_channels=in_channels, conv_init=cfg.conv_init,
+                        dtype=dtype, rngs=rngs, ops=ops)
   return net, net.num_features
 
 
@@ -47,22 +48,21 @@ def compute_dtype(name: str):
 
 
 def build_model(cfg: ml_collections.ConfigDict, num_outputs: int, image_size: int,
-                seed: int, in_channels: int = 3) -> Classifier:
+                seed: int, in_channels: int = 3, ops: ops_lib.Ops = ops_lib.PLAIN) -> Classifier:
   """The experiment's network, randomly initialised from `seed` (weights are loaded later).
 
   `in_channels` is what the input pipeline feeds (`input.channels`): 3 for the grayscale image
   replicated, as ImageNet weights expect; 1 where a paper's network takes the image as it is.
+  `ops` are the kernels the run's `runtime` section chose (jaxray.runtime.kernels).
   """
   if cfg.name not in BACKBONES:
     raise ValueError(f"Unknown model.name {cfg.name!r}; available: {sorted(BACKBONES)}")
-  dtype = compute_dtype(cfg.get("dtype", "float32"))
+  dtype = compute_dtype(cfg.dtype)
   rngs = nnx.Rngs(params=seed)
-  backbone, width = BACKBONES[cfg.name](cfg, image_size, in_channels, dtype, rngs)
-  head_cfg = cfg.get("head", ml_collections.ConfigDict())
-  head = MLPHead(width, num_outputs, hidden=tuple(head_cfg.get("hidden", ())),
-                 dropout=tuple(head_cfg.get("dropout", ())), init=head_cfg.get("init", "torch"),
-                 dtype=dtype, rngs=rngs)
-  return Classifier(backbone, head, freeze_backbone=bool(cfg.get("freeze_backbone", False)))
+  backbone, width = BACKBONES[cfg.name](cfg, image_size, in_channels, dtype, rngs, ops)
+  head = MLPHead(width, num_outputs, hidden=tuple(cfg.head.hidden),
+                 dropout=tuple(cfg.head.dropout), init=cfg.head.init, dtype=dtype, rngs=rngs)
+  return Classifier(backbone, head, freeze_backbone=bool(cfg.freeze_backbone))
 
 
 from jaxray.models import vgg, mobilenet  # noqa: registers backbones

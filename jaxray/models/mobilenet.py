@@ -90,9 +90,11 @@ class MobileNet(nnx.Module):
 
 
 @register_backbone("mobilenet")
-def _mobilenet(cfg, image_size, in_channels, dtype, rngs):
-  """The Keras convolutional base (no top) unless model.include_top is set."""
-  include_top = cfg.get("include_top", False)
+def _mobilenet(cfg, image_size, in_channels, dtype, rngs, ops):
+  """The Keras convolutional base (no top) unless model.include_top is set. The runtime's CPU
+  kernels were written and measured for ResNet: this network keeps the plain operations."""
+  del ops
+  include_top = cfg.include_top
   if output_size(image_size) < 1:
     raise ValueError(f"MobileNet needs input.image_size >= 32 (five stride-2 convs), got "
                      f"{image_size}")

@@ -3,6 +3,10 @@
 Attribute names follow torchvision's state-dict keys (conv1, bn1, layer1..layer4, downsample,
 fc) so that ported ImageNet weights map one to one, and padding is explicit as in torchvision
 (never "SAME", which pads asymmetrically for strided convs and would shift every feature map).
+
+`ops` (jaxray/ops) supplies the convolution, the stem's max-pool and `store`, which marks the
+activations a CPU run keeps in memory once; with `ops.PLAIN` they are lax's convolution,
+nnx.max_pool and the identity.
 """
 
 from typing import Sequence
@@ -11,20 +15,18 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxray import xla_cpu
-from jaxray.models import conv as conv_lib
+from jaxray import ops as ops_lib
 from jaxray.models import layers
-from jaxray.models import pooling
 
 # torchvision BatchNorm2d: eps 1e-5, running stats updated with momentum 0.1 (Flax: 0.9).
 _BN = dict(epsilon=1e-5, momentum=0.9)
 
 
-def conv(in_ch, out_ch, kernel, stride=1, padding=0, *, dtype, rngs, kernel_init):
+def conv(in_ch, out_ch, kernel, stride=1, padding=0, *, dtype, rngs, kernel_init, ops):
   return nnx.Conv(in_ch, out_ch, (kernel, kernel), strides=stride,
                   padding=((padding, padding), (padding, padding)), use_bias=False,
                   kernel_init=kernel_init, dtype=dtype, rngs=rngs,
-                  conv_general_dilated=conv_lib.conv_general_dilated)
+                  conv_general_dilated=ops.conv_general_dilated)
 
 
 def batch_norm(features, *, dtype, rngs):
@@ -34,8 +36,9 @@ def batch_norm(features, *, dtype, rngs):
 class Downsample(nnx.Module):
   """The 1x1 strided projection on the shortcut (torchvision's `downsample` Sequential)."""
 
-  def __init__(self, in_ch, out_ch, stride, *, dtype, rngs, kernel_init):
-    self.conv = conv(in_ch, out_ch, 1, stride, dtype=dtype, rngs=rngs, kernel_init=kernel_init)
+  def __init__(self, in_ch, out_ch, stride, *, dtype, rngs, kernel_init, ops):
+    self.conv = conv(in_ch, out_ch, 1, stride, dtype=dtype, rngs=rngs, kernel_init=kernel_init,
+                     ops=ops)
     self.bn = batch_norm(out_ch, dtype=dtype, rngs=rngs)
 
   def __call__(self, x, train: bool):
@@ -45,23 +48,24 @@ class Downsample(nnx.Module):
 class BasicBlock(nnx.Module):
   """Two 3x3 convs with an identity (or projected) shortcut."""
 
-  def __init__(self, in_ch, out_ch, stride=1, *, dtype, rngs, kernel_init):
-    self.conv1 = conv(in_ch, out_ch, 3, stride, 1, dtype=dtype, rngs=rngs, kernel_init=kernel_init)
+  def __init__(self, in_ch, out_ch, stride=1, *, dtype, rngs, kernel_init, ops):
+    self.ops = ops
+    self.conv1 = conv(in_ch, out_ch, 3, stride, 1, dtype=dtype, rngs=rngs,
+                      kernel_init=kernel_init, ops=ops)
     self.bn1 = batch_norm(out_ch, dtype=dtype, rngs=rngs)
-    self.conv2 = conv(out_ch, out_ch, 3, 1, 1, dtype=dtype, rngs=rngs, kernel_init=kernel_init)
+    self.conv2 = conv(out_ch, out_ch, 3, 1, 1, dtype=dtype, rngs=rngs, kernel_init=kernel_init,
+                      ops=ops)
     self.bn2 = batch_norm(out_ch, dtype=dtype, rngs=rngs)
     needs_projection = stride != 1 or in_ch != out_ch
     self.downsample = (Downsample(in_ch, out_ch, stride, dtype=dtype, rngs=rngs,
-                                  kernel_init=kernel_init)
+                                  kernel_init=kernel_init, ops=ops)
                        if needs_projection else None)
 
   def __call__(self, x, train: bool):
     shortcut = x if self.downsample is None else self.downsample(x, train)
-    # Each ReLU output is stored once (xla_cpu.materialize: on the CPU, XLA would otherwise
-    # recompute the BatchNorm/residual chain inside the weight gradients' transposes).
-    y = xla_cpu.materialize(nnx.relu(self.bn1(self.conv1(x), use_running_average=not train)))
+    y = self.ops.store(nnx.relu(self.bn1(self.conv1(x), use_running_average=not train)))
     y = self.bn2(self.conv2(y), use_running_average=not train)
-    return xla_cpu.materialize(nnx.relu(y + shortcut))
+    return self.ops.store(nnx.relu(y + shortcut))
 
 
 class ResNet(nnx.Module):
@@ -77,15 +81,18 @@ class ResNet(nnx.Module):
 
   def __init__(self, stage_sizes: Sequence[int], num_classes: int | None = None,
                stem: str = "imagenet", in_channels: int = 3, conv_init: str = "torchvision", *,
-               dtype=None, rngs: nnx.Rngs):
+               dtype=None, rngs: nnx.Rngs, ops: ops_lib.Ops = ops_lib.PLAIN):
     if stem not in ("imagenet", "cifar"):
       raise ValueError(f"model.stem must be 'imagenet' or 'cifar', got {stem!r}")
     self.stem = stem
+    self.ops = ops
     kernel_init = layers.conv_init(conv_init)
     if stem == "imagenet":
-      self.conv1 = conv(in_channels, 64, 7, 2, 3, dtype=dtype, rngs=rngs, kernel_init=kernel_init)
+      self.conv1 = conv(in_channels, 64, 7, 2, 3, dtype=dtype, rngs=rngs, kernel_init=kernel_init,
+                        ops=ops)
     else:
-      self.conv1 = conv(in_channels, 64, 3, 1, 1, dtype=dtype, rngs=rngs, kernel_init=kernel_init)
+      self.conv1 = conv(in_channels, 64, 3, 1, 1, dtype=dtype, rngs=rngs, kernel_init=kernel_init,
+                        ops=ops)
     self.bn1 = batch_norm(64, dtype=dtype, rngs=rngs)
     widths = (64, 128, 256, 512)
     in_ch = 64
@@ -94,7 +101,7 @@ class ResNet(nnx.Module):
       for block in range(blocks):
         stride = 2 if (index > 0 and block == 0) else 1
         stage.append(BasicBlock(in_ch, width, stride, dtype=dtype, rngs=rngs,
-                                kernel_init=kernel_init))
+                                kernel_init=kernel_init, ops=ops))
         in_ch = width
       setattr(self, f"layer{index + 1}", nnx.List(stage))
     self.num_features = in_ch
@@ -102,9 +109,9 @@ class ResNet(nnx.Module):
                if num_classes else None)
 
   def __call__(self, x, train: bool = False):
-    x = xla_cpu.materialize(nnx.relu(self.bn1(self.conv1(x), use_running_average=not train)))
+    x = self.ops.store(nnx.relu(self.bn1(self.conv1(x), use_running_average=not train)))
     if self.stem == "imagenet":
-      x = pooling.max_pool_3x3_s2(x)
+      x = self.ops.max_pool_3x3_s2(x)
     for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
       for block in stage:
         x = block(x, train)

@@ -71,8 +71,10 @@ class VGG16(nnx.Module):
 
 
 @register_backbone("vgg16")
-def _vgg16(cfg, image_size, in_channels, dtype, rngs):
-  """The Keras convolutional base (no top) unless model.include_top is set."""
-  net = VGG16(include_top=cfg.get("include_top", False), image_size=image_size,
+def _vgg16(cfg, image_size, in_channels, dtype, rngs, ops):
+  """The Keras convolutional base (no top) unless model.include_top is set. The runtime's CPU
+  kernels were written and measured for ResNet: this network keeps the plain operations."""
+  del ops
+  net = VGG16(include_top=cfg.include_top, image_size=image_size,
               in_channels=in_channels, dtype=dtype, rngs=rngs)
   return net, net.num_features

@@ -16,6 +16,7 @@ import ml_collections
 import optax
 from flax import nnx
 
+from jaxray import ops as ops_lib
 from jaxray.data import augment
 
 
@@ -60,11 +61,13 @@ def loss_and_probabilities(logits, labels, loss: str):
   raise ValueError(f"model.loss must be 'softmax' or 'sigmoid', got {loss!r}")
 
 
-def model_inputs(images_uint8, cfg: ml_collections.ConfigDict, key=None):
+def model_inputs(images_uint8, cfg: ml_collections.ConfigDict, key=None,
+                 ops: ops_lib.Ops = ops_lib.PLAIN):
+  """uint8 batch -> the model's input: augmented when `key` is given, then normalized."""
   images = augment.to_float(images_uint8)
   if key is not None:
-    images = augment.augment(images, key, cfg.augment)
-  return augment.normalize(images, cfg.input.normalization, cfg.input.get("channels", 3))
+    images = augment.augment(images, key, cfg.augment, store=ops.store)
+  return augment.normalize(images, cfg.input.normalization, cfg.input.channels)
 
 
 def zero_metrics():
@@ -72,11 +75,11 @@ def zero_metrics():
           "count": jnp.zeros((), jnp.int32)}
 
 
-def train_step(state: TrainState, batch, metrics, *, graphdef, tx, cfg):
+def train_step(state: TrainState, batch, metrics, *, graphdef, tx, cfg, ops):
   """One optimizer step; `metrics` accumulates on the device (no host sync per step)."""
   step_key = jax.random.fold_in(state.rng, state.step)
   augment_key, dropout_key = jax.random.split(step_key)
-  images = model_inputs(batch["image"], cfg, augment_key)
+  images = model_inputs(batch["image"], cfg, augment_key, ops)
   labels = batch["label"]
 
   def loss_fn(params):
@@ -106,9 +109,10 @@ def eval_step(state: TrainState, batch, *, graphdef, cfg):
           "label": batch["label"], "index": batch["index"], "mask": batch["mask"]}
 
 
-def jit_steps(graphdef, tx, cfg, state_sharding, data_sharding):
-  """The jitted steps, with the state replicated and the batch sharded over the mesh."""
-  train = jax.jit(functools.partial(train_step, graphdef=graphdef, tx=tx, cfg=cfg),
+def jit_steps(graphdef, tx, cfg, state_sharding, data_sharding, ops: ops_lib.Ops = ops_lib.PLAIN):
+  """The jitted steps, with the state replicated and the batch sharded over the mesh. `ops` is
+  what the augmentation uses (the model's own are in `graphdef`)."""
+  train = jax.jit(functools.partial(train_step, graphdef=graphdef, tx=tx, cfg=cfg, ops=ops),
                   in_shardings=(state_sharding, data_sharding, state_sharding),
                   out_shardings=(state_sharding, state_sharding), donate_argnums=(0, 2))
   evaluate = jax.jit(functools.partial(eval_step, graphdef=graphdef, cfg=cfg),

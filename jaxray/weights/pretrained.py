@@ -47,15 +47,15 @@ def load_pretrained(model: nnx.Module, cfg_model) -> None:
     hub.WeightsUnavailableError: not cached, no path given and no network; says what to do.
     convert.WeightsMismatchError: the file does not fit the model; names the file and key.
   """
-  pretrained = cfg_model.get("pretrained", None) or {}
-  name = pretrained.get("source", "") or ""
+  pretrained = cfg_model.pretrained
+  name = pretrained.source
   if not name:
     return
   source = hub.get_source(name)
   if cfg_model.name != source.model_name:
     raise ValueError(f"model.pretrained.source={name!r} holds {source.model_name} weights, but "
                      f"model.name is {cfg_model.name!r}")
-  path = pretrained.get("path", "") or ""
+  path = pretrained.path
   if path:
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
@@ -66,7 +66,7 @@ def load_pretrained(model: nnx.Module, cfg_model) -> None:
       weights, _ = hub.read_original(source, path)
     origin = path
   else:
-    origin, weights = hub.fetch(source, include_top=bool(cfg_model.get("include_top", False)))
+    origin, weights = hub.fetch(source, include_top=bool(cfg_model.include_top))
   backbone = getattr(model, "backbone", model)
   convert.assign(backbone, weights, origin)
   logging.info("Loaded %s weights from %s", name, origin)

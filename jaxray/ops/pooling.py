@@ -1,14 +1,13 @@
-"""ResNet's 3x3 stride-2 max-pool with a gradient that XLA:CPU computes quickly.
+"""ResNet's 3x3 stride-2 max-pool, plain or with a gradient that XLA:CPU computes quickly.
 
 The gradient of `lax.reduce_window` max is XLA's select-and-scatter, which JAX lowers on the CPU
-by packing (value, cotangent) pairs into 64-bit words and reducing windows over them: 574 ms for
-the stem's pool of a 224-px batch of 32 (fwd + bwd), about 18% of a ResNet-18 train step, where
-the forward pass alone takes 30-50 ms. On the CPU, `max_pool_3x3_s2` keeps the forward
-`reduce_window` and computes the same gradient directly: each output's cotangent goes to the
-first maximum of its window in row-major order (XLA's and PyTorch's rule for ties), and the nine
-window offsets are summed per output parity at half resolution, then interleaved. Values are
+by packing (value, cotangent) pairs into 64-bit words and reducing windows over them, many times
+slower than the forward pass (docs/performance.md). `max_pool_3x3_s2_direct_grad` keeps the
+forward `reduce_window` and computes the same gradient directly: each output's cotangent goes to
+the first maximum of its window in row-major order (XLA's and PyTorch's rule for ties), and the
+nine window offsets are summed per output parity at half resolution, then interleaved. Values are
 identical; the gradient differs from select-and-scatter only in the order in which overlapping
-windows add up (float rounding). Other backends use `nnx.max_pool` unchanged.
+windows add up (float rounding). `runtime.max_pool_grad` chooses between the two.
 """
 
 import jax
@@ -18,17 +17,19 @@ from flax import nnx
 _PADDING = ((1, 1), (1, 1))
 
 
-def _pool(x):
+def max_pool_3x3_s2(x):
+  """nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))) on NHWC inputs."""
   return nnx.max_pool(x, (3, 3), strides=(2, 2), padding=_PADDING)
 
 
 @jax.custom_vjp
-def _pool_with_direct_gradient(x):
-  return _pool(x)
+def max_pool_3x3_s2_direct_grad(x):
+  """`max_pool_3x3_s2` whose gradient is computed directly, not by select-and-scatter."""
+  return max_pool_3x3_s2(x)
 
 
 def _forward(x):
-  y = _pool(x)
+  y = max_pool_3x3_s2(x)
   return y, (x, y)
 
 
@@ -56,11 +57,5 @@ def _backward(residuals, g):
   return (full[:, 1:1 + height, 1:1 + width, :].astype(x.dtype),)
 
 
-_pool_with_direct_gradient.defvjp(_forward, _backward)
+max_pool_3x3_s2_direct_grad.defvjp(_forward, _backward)
 
-
-def max_pool_3x3_s2(x):
-  """nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))) on NHWC inputs."""
-  if jax.default_backend() == "cpu":
-    return _pool_with_direct_gradient(x)
-  return _pool(x)

@@ -1,4 +1,4 @@
-"""The CPU convolution detours (`jaxray.models.conv`) give lax.conv's values and gradients."""
+"""The CPU convolution detours (`jaxray.ops.conv.CpuConv`) give lax.conv's values and gradients."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from jaxray.models import conv as conv_lib
+from jaxray.ops import conv as conv_lib
 
 _DN = lax.conv_dimension_numbers((1, 1, 1, 1), (1, 1, 1, 1), ("NHWC", "HWIO", "NHWC"))
 
@@ -32,9 +32,12 @@ def _plain(x, w, stride, pad):
                                   dimension_numbers=_DN, precision=lax.Precision.HIGHEST)
 
 
-def _ours(x, w, stride, pad):
-  return conv_lib.conv_general_dilated(x, w, (stride, stride), ((pad, pad), (pad, pad)),
-                                       dimension_numbers=_DN)
+# Every detour on (Winograd is tested in test_ops_winograd.py).
+_ALL = conv_lib.CpuConv(small_map_im2col=True, col2im_input_grad=True, im2col_weight_grad=True)
+
+
+def _ours(x, w, stride, pad, conv=_ALL):
+  return conv(x, w, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=_DN)
 
 
 def _inputs(shape, seed=0):
@@ -49,13 +52,12 @@ def _inputs(shape, seed=0):
 
 @pytest.mark.parametrize("weight_grad_by_matmul", [True, False], ids=["dw_matmul", "dw_xla"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "b{}_s{}_c{}-{}_k{}_st{}_p{}".format(*s))
-def test_values_and_gradients_match_lax_conv(shape, weight_grad_by_matmul, monkeypatch):
+def test_values_and_gradients_match_lax_conv(shape, weight_grad_by_matmul):
   # Every convolution takes the custom weight gradient (when asked) whatever its size, and every
   # strided one the col2im input gradient.
-  monkeypatch.setattr(conv_lib, "IM2COL_WEIGHT_GRAD", weight_grad_by_matmul)
-  monkeypatch.setattr(conv_lib, "COL2IM_INPUT_GRAD", True)
-  monkeypatch.setattr(conv_lib, "_IM2COL_GRAD_MIN_SPATIAL", 1)
-  monkeypatch.setattr(conv_lib, "_IM2COL_GRAD_MIN_CHANNELS", 1)
+  conv = conv_lib.CpuConv(small_map_im2col=True, col2im_input_grad=True,
+                          im2col_weight_grad=weight_grad_by_matmul, im2col_grad_min_spatial=1,
+                          im2col_grad_min_channels=1)
   *_, stride, pad = shape
   x, w, cotangent = _inputs(shape)
 
@@ -64,43 +66,40 @@ def test_values_and_gradients_match_lax_conv(shape, weight_grad_by_matmul, monke
     return (out,) + vjp(cotangent)
 
   expected = jax.jit(lambda: pullback(_plain))()
-  actual = jax.jit(lambda: pullback(_ours))()
+  actual = jax.jit(lambda: pullback(lambda *a: _ours(*a, conv=conv)))()
   for name, want, got in zip(("output", "dx", "dw"), expected, actual):
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * float(jnp.abs(want).max()),
                                err_msg=name)
 
 
-def test_custom_vjp_is_used_on_cpu(monkeypatch):
-  """The CPU path really goes through the custom VJP for the shapes the heuristic selects."""
-  monkeypatch.setattr(conv_lib, "IM2COL_WEIGHT_GRAD", True)
+def test_im2col_weight_gradient_takes_the_custom_vjp_where_selected():
+  """The weight-gradient detour goes through the custom VJP for the shapes its rule selects,
+  and only when it is switched on."""
+  conv = conv_lib.CpuConv(im2col_weight_grad=True)
   x, w, _ = _inputs((2, 16, 16, 16, 3, 1, 1))
-  assert conv_lib.uses_im2col_weight_grad(x.shape, w.shape, (1, 1), ((1, 1), (1, 1)))
-  assert conv_lib.uses_im2col_weight_grad((2, 56, 56, 64), (1, 1, 64, 128), (2, 2),
-                                          ((0, 0), (0, 0)))
-  assert not conv_lib.uses_im2col_weight_grad((2, 7, 7, 64), (1, 1, 64, 128), (2, 2),
-                                              ((0, 0), (0, 0)))
-  assert not conv_lib.uses_im2col_weight_grad((2, 224, 224, 3), (7, 7, 3, 64), (2, 2),
-                                              ((3, 3), (3, 3)))
-  assert not conv_lib.uses_im2col_weight_grad((2, 7, 7, 512), (3, 3, 512, 512), (1, 1),
-                                              ((1, 1), (1, 1)))
-  if jax.default_backend() == "cpu":
-    jaxpr = jax.make_jaxpr(lambda x, w: _ours(x, w, 1, 1))(jnp.zeros((2, 16, 16, 16)), w)
-    assert "custom_vjp_call" in str(jaxpr)
-    monkeypatch.setattr(conv_lib, "IM2COL_WEIGHT_GRAD", False)
-    jaxpr = jax.make_jaxpr(lambda x, w: _ours(x, w, 1, 1))(jnp.zeros((2, 16, 16, 16)), w)
-    assert "custom_vjp_call" not in str(jaxpr)
+  assert conv.uses_im2col_weight_grad(x.shape, w.shape, (1, 1), ((1, 1), (1, 1)))
+  assert conv.uses_im2col_weight_grad((2, 56, 56, 64), (1, 1, 64, 128), (2, 2), ((0, 0), (0, 0)))
+  assert not conv.uses_im2col_weight_grad((2, 7, 7, 64), (1, 1, 64, 128), (2, 2), ((0, 0), (0, 0)))
+  assert not conv.uses_im2col_weight_grad((2, 224, 224, 3), (7, 7, 3, 64), (2, 2),
+                                          ((3, 3), (3, 3)))
+  assert not conv.uses_im2col_weight_grad((2, 7, 7, 512), (3, 3, 512, 512), (1, 1),
+                                          ((1, 1), (1, 1)))
+  jaxpr = jax.make_jaxpr(lambda x, w: _ours(x, w, 1, 1, conv))(jnp.zeros((2, 16, 16, 16)), w)
+  assert "custom_vjp_call" in str(jaxpr)
+  off = conv_lib.CpuConv(im2col_weight_grad=False)
+  jaxpr = jax.make_jaxpr(lambda x, w: _ours(x, w, 1, 1, off))(jnp.zeros((2, 16, 16, 16)), w)
+  assert "custom_vjp_call" not in str(jaxpr)
 
 
-def test_strided_convolutions_take_the_col2im_input_gradient_on_cpu(monkeypatch):
-  monkeypatch.setattr(conv_lib, "IM2COL_WEIGHT_GRAD", False)
-  assert conv_lib.uses_col2im_input_grad((2, 2))
-  assert not conv_lib.uses_col2im_input_grad((1, 1))
-  if jax.default_backend() == "cpu":
-    x, w, _ = _inputs((2, 8, 8, 16, 3, 2, 1))
-    assert "custom_vjp_call" in str(jax.make_jaxpr(lambda x, w: _ours(x, w, 2, 1))(x, w))
-    assert "custom_vjp_call" not in str(jax.make_jaxpr(lambda x, w: _ours(x, w, 1, 1))(x, w))
-    monkeypatch.setattr(conv_lib, "COL2IM_INPUT_GRAD", False)
-    assert "custom_vjp_call" not in str(jax.make_jaxpr(lambda x, w: _ours(x, w, 2, 1))(x, w))
+def test_strided_convolutions_take_the_col2im_input_gradient():
+  conv = conv_lib.CpuConv(col2im_input_grad=True)
+  assert conv.uses_col2im_input_grad((2, 2))
+  assert not conv.uses_col2im_input_grad((1, 1))
+  x, w, _ = _inputs((2, 8, 8, 16, 3, 2, 1))
+  assert "custom_vjp_call" in str(jax.make_jaxpr(lambda x, w: _ours(x, w, 2, 1, conv))(x, w))
+  assert "custom_vjp_call" not in str(jax.make_jaxpr(lambda x, w: _ours(x, w, 1, 1, conv))(x, w))
+  off = conv_lib.CpuConv(col2im_input_grad=False)
+  assert "custom_vjp_call" not in str(jax.make_jaxpr(lambda x, w: _ours(x, w, 2, 1, off))(x, w))
 
 
 def test_col2im_is_the_transpose_of_patches():
@@ -128,9 +127,8 @@ def test_tiny_maps_multiply_only_the_taps_that_read_input(shape, contraction):
   assert [d.invars[0].aval.shape[-1] for d in dots] == [contraction]
 
 
-def test_network_gradients_match_lax_conv(monkeypatch):
+def test_network_gradients_match_lax_conv():
   """jit(grad) of a small two-conv network matches plain lax.conv end to end."""
-  monkeypatch.setattr(conv_lib, "IM2COL_WEIGHT_GRAD", True)
   x, w1, _ = _inputs((2, 16, 16, 16, 3, 1, 1), seed=1)
   w2 = jax.random.normal(jax.random.PRNGKey(2), (1, 1, 16, 32)) / 4.0
 
@@ -142,3 +140,28 @@ def test_network_gradients_match_lax_conv(monkeypatch):
   g_ours = jax.jit(jax.grad(lambda a, b: net(_ours, a, b), argnums=(0, 1)))(w1, w2)
   for want, got in zip(g_plain, g_ours):
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * float(jnp.abs(want).max()))
+
+
+@pytest.mark.parametrize("spatial, stride", [(2, 1), (1, 1), (2, 2)])
+def test_small_map_convolution_equals_lax_value_and_gradient(spatial, stride):
+  x = jax.random.normal(jax.random.key(0), (4, spatial, spatial, 8))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 8, 16))
+  args = ((stride, stride), ((1, 1), (1, 1)))
+  conv = conv_lib.CpuConv(small_map_im2col=True)
+  ours = jax.jit(lambda x, w: conv(x, w, *args, dimension_numbers=_DN))
+  ref = jax.jit(lambda x, w: lax.conv_general_dilated(x, w, *args, dimension_numbers=_DN,
+                                                      precision=lax.Precision.HIGHEST))
+  np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-5, atol=1e-5)
+  loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
+  for g_ours, g_ref in zip(jax.jit(jax.grad(loss(ours), (0, 1)))(x, w),
+                           jax.jit(jax.grad(loss(ref), (0, 1)))(x, w)):
+    np.testing.assert_allclose(g_ours, g_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_every_detour_off_is_plain_lax_conv():
+  """CpuConv() with nothing switched on traces to the one convolution lax would emit."""
+  x, w, _ = _inputs((3, 2, 8, 16, 3, 2, 1))
+  ours = str(jax.make_jaxpr(lambda x, w: _ours(x, w, 2, 1, conv_lib.CpuConv()))(x, w))
+  plain = str(jax.make_jaxpr(lambda x, w: lax.conv_general_dilated(
+      x, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_DN))(x, w))
+  assert ours == plain

@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3) convolutions (`jaxray.models.winograd`) give lax.conv's numbers."""
+"""Winograd F(2x2, 3x3) convolutions (`jaxray.ops.winograd`) give lax.conv's numbers."""
 
 import jax
 import jax.numpy as jnp
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from jaxray.models import conv as conv_lib
-from jaxray.models import winograd
+from jaxray.ops import conv as conv_lib
+from jaxray.ops import winograd
 
 _DN = ("NHWC", "HWIO", "NHWC")
 _PAD = ((1, 1), (1, 1))
@@ -72,33 +72,33 @@ def test_input_transform_of_a_tile_is_bt_d_b():
                              rtol=1e-6, atol=1e-6)
 
 
-def test_cpu_path_takes_winograd_for_wide_stride1_3x3(monkeypatch):
+def test_winograd_is_taken_for_wide_stride1_3x3():
   pad0 = ((0, 0), (0, 0))
-  assert conv_lib.uses_winograd((2, 7, 7, 256), (3, 3, 256, 256), (1, 1), _PAD)
-  assert conv_lib.uses_winograd((2, 3, 3, 512), (3, 3, 512, 512), (1, 1), _PAD)
-  assert not conv_lib.uses_winograd((2, 28, 28, 64), (3, 3, 64, 64), (1, 1), _PAD)  # few channels
-  assert not conv_lib.uses_winograd((2, 14, 14, 128), (3, 3, 128, 256), (2, 2), _PAD)  # strided
-  assert not conv_lib.uses_winograd((2, 14, 14, 128), (1, 1, 128, 256), (1, 1), pad0)  # 1x1
-  assert not conv_lib.uses_winograd((2, 2, 2, 512), (3, 3, 512, 512), (1, 1), _PAD)  # im2col's
-  assert not conv_lib.uses_winograd((2, 9, 9, 256), (3, 3, 256, 256), (1, 1), pad0)  # no padding
-  monkeypatch.setattr(conv_lib, "WINOGRAD", False)
-  assert not conv_lib.uses_winograd((2, 7, 7, 256), (3, 3, 256, 256), (1, 1), _PAD)
+  conv = conv_lib.CpuConv(winograd=True)
+  assert conv.uses_winograd((2, 7, 7, 256), (3, 3, 256, 256), (1, 1), _PAD)
+  assert conv.uses_winograd((2, 3, 3, 512), (3, 3, 512, 512), (1, 1), _PAD)
+  assert not conv.uses_winograd((2, 28, 28, 64), (3, 3, 64, 64), (1, 1), _PAD)  # few channels
+  assert not conv.uses_winograd((2, 14, 14, 128), (3, 3, 128, 256), (2, 2), _PAD)  # strided
+  assert not conv.uses_winograd((2, 14, 14, 128), (1, 1, 128, 256), (1, 1), pad0)  # 1x1
+  assert not conv.uses_winograd((2, 2, 2, 512), (3, 3, 512, 512), (1, 1), _PAD)  # im2col's
+  assert not conv.uses_winograd((2, 9, 9, 256), (3, 3, 256, 256), (1, 1), pad0)  # no padding
+  off = conv_lib.CpuConv(winograd=False)
+  assert not off.uses_winograd((2, 7, 7, 256), (3, 3, 256, 256), (1, 1), _PAD)
 
 
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the detour is CPU-only")
-def test_resnet_convolution_goes_through_winograd_on_cpu(monkeypatch):
-  """conv_general_dilated (what the ResNet's layers call) routes there, and gives lax's numbers."""
-  monkeypatch.setattr(conv_lib, "_WINOGRAD_MIN_CHANNELS", 8)
+def test_resnet_convolution_goes_through_winograd():
+  """CpuConv (what the ResNet's layers call with runtime.winograd) routes there, and gives
+  lax's numbers; switched off, it is lax's convolution."""
   dn = lax.conv_dimension_numbers((1, 1, 1, 1), (1, 1, 1, 1), _DN)
   x, w, cotangent = _inputs(2, 6, 6, 8, 8, seed=5)
 
-  def ours(x, w):
-    return conv_lib.conv_general_dilated(x, w, (1, 1), _PAD, dimension_numbers=dn)
+  def convolve(conv):
+    return lambda x, w: conv(x, w, (1, 1), _PAD, dimension_numbers=dn)
 
+  ours = convolve(conv_lib.CpuConv(winograd=True, winograd_min_channels=8))
   jaxpr = str(jax.make_jaxpr(ours)(x, w))
   assert "custom_vjp_call" in jaxpr and "conv_general_dilated" not in jaxpr
   for want, got in zip(_pullback(_plain, x, w, cotangent), _pullback(ours, x, w, cotangent)):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.abs(want).max()))
-  monkeypatch.setattr(conv_lib, "WINOGRAD", False)
-  # A new function: make_jaxpr would return the first trace of `ours`, taken with it on.
-  assert "conv_general_dilated" in str(jax.make_jaxpr(lambda x, w: ours(x, w))(x, w))
+  off = convolve(conv_lib.CpuConv(winograd=False, winograd_min_channels=8))
+  assert "conv_general_dilated" in str(jax.make_jaxpr(off)(x, w))

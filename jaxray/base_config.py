@@ -1,0 +1,87 @@
+"""The base config: every field a run has, with its default and what it means.
+
+An experiment (`experiments/NAME.py`) starts from `get_config()` and sets only what differs, so
+its file reads as its paper's methods. Library code reads fields directly (`config.input.channels`,
+never `.get(key, default)`): a field missing here is a bug, not a default.
+"""
+
+import ml_collections
+
+from jaxray import runtime
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.experiment = ""  # set by the loader: the experiment's name or file path
+  config.seed = 0  # initialisation, shuffling, augmentation and dropout all derive from it
+
+  config.dataset = dict(
+      name="chest_xray",  # a builder of jaxray/data: chest_xray, covid_cs542, pneumoniamnist, synthetic
+      config="",  # the builder's config (e.g. covid_cs542 "two" / "all"; "" = its default)
+      prepared_dir="",  # where prepared data lives ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets)
+      train_split="train",  # the split trained on
+      val_split="val",  # the split that selects the checkpoint
+      test_split="test",  # the split reported, never used to choose anything
+  )
+  config.input = dict(
+      image_size=224,  # square side the images are resized to, in pixels
+      channels=3,  # model input channels: 3 replicates the grayscale image (ImageNet layout)
+      batch_size=32,  # global training batch, split over every device
+      eval_batch_size=32,  # upper bound on the evaluation batch (evened out to pad little)
+      normalization=dict(kind="mean_std", mean=(0.5303,) * 3, std=(0.1944,) * 3),  # see augment.normalize
+      drop_remainder=False,  # False: the epoch's remainder trains as a last, smaller batch
+      num_threads=2,  # grain reader threads
+  )
+  config.augment = dict(  # on the device, inside the jitted step, per example
+      rotation_degrees=0.0,  # uniform rotation in [-deg, deg]
+      hflip=False,  # horizontal flip with probability 1/2
+      brightness=0.0,  # multiply by a factor in [1 - b, 1 + b]
+      contrast=0.0,  # scale around the image mean by a factor in [1 - c, 1 + c]
+  )
+  config.model = dict(
+      name="resnet18",  # a backbone of jaxray/models: resnet18, resnet34, vgg16, mobilenet
+      stem="imagenet",  # ResNet: "imagenet" (7x7/2 + max-pool) or "cifar" (3x3/1, no pool)
+      conv_init="torchvision",  # ResNet conv init: "torchvision" (Kaiming fan-out) or "torch_default"
+      include_top=False,  # VGG16 / MobileNet: keep the ImageNet classifier layers
+      head=dict(
+          hidden=(),  # widths of the hidden Dense layers between backbone and output
+          dropout=(),  # dropout rate after each hidden layer
+          init="torch",  # Dense init: "torch" (nn.Linear) or "keras" (glorot, zero bias)
+      ),
+      loss="softmax",  # "softmax" (C logits, cross-entropy) or "sigmoid" (1 logit, binary CE)
+      freeze_backbone=False,  # train the head only; the backbone runs in inference mode
+      dtype="float32",  # computation dtype: "float32" or "bfloat16" (parameters stay float32)
+      pretrained=dict(
+          source="",  # "" = random init, or a jaxray.weights source, e.g. torchvision_resnet18
+          path="",  # a local weights file instead of the download
+      ),
+  )
+  config.optimizer = dict(
+      name="adam",  # "adam" (PyTorch Adam: weight decay is L2 on the gradient) or "adamw"
+      learning_rate=1e-3,  # peak learning rate
+      b1=0.9,  # Adam's first-moment decay
+      b2=0.999,  # Adam's second-moment decay
+      eps=1e-8,  # Adam's epsilon (PyTorch 1e-8, Keras 1e-7)
+      weight_decay=0.0,  # L2 coefficient (adam) or decoupled decay (adamw)
+      schedule="constant",  # "constant", "piecewise_constant" or "cosine"
+      decay_epochs=(),  # piecewise_constant: epochs after which the rate is multiplied ...
+      decay_factor=0.1,  # ... by this factor
+  )
+  config.num_epochs = 5  # training epochs; the only field that may grow when a run resumes
+  config.selection = dict(
+      metric="val_accuracy",  # metrics.jsonl key that selects the evaluated checkpoint ("epoch": last)
+      mode="max",  # "max" or "min"; ties go to the earliest epoch
+  )
+  config.track_test_per_epoch = False  # also log test metrics each epoch (never used to select)
+  config.evaluation = dict(
+      bootstrap_samples=1000,  # resamples behind every 95% interval
+      failure_cases=8,  # images in failure_cases.png
+      tsne_max_train=1000,  # training images in the t-SNE sample
+  )
+  config.reference = dict(  # the published figures report.md sets beside ours
+      report="",  # which report and table
+      notes="",  # what the figures are and where they come from
+  )
+  # CPU speed-ups: "auto", True or False each; jaxray/runtime.py says what each one does.
+  config.runtime = runtime.defaults()
+  return config

@@ -1,0 +1,52 @@
+"""Every example of a source through the jitted eval step, gathered on the host."""
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from jaxray.data import pipeline
+from jaxray.train import mesh as mesh_lib
+
+
+class Subset:
+  """A random-access source restricted to `indices` (t-SNE's sample of the training split)."""
+
+  def __init__(self, source, indices):
+    self.source, self.indices = source, np.asarray(indices)
+
+  def __len__(self):
+    return len(self.indices)
+
+  def __getitem__(self, i):
+    return self.source[int(self.indices[i])]
+
+
+def predict(run, source, description="eval", state=None) -> dict:
+  """Label, probabilities, features, loss and index of every example of `source`, once, in
+  index order (host numpy). `state` defaults to the run's current one."""
+  state = run.state if state is None else state
+  config = run.config
+  batches = pipeline.eval_batches(source, batch_size=run.eval_batch_size,
+                                  image_size=config.input.image_size,
+                                  num_threads=config.input.num_threads)
+  outputs = []
+  for batch in tqdm(batches, total=pipeline.num_eval_steps(len(source), run.eval_batch_size),
+                    desc=description, leave=False, disable=jax.process_index() != 0):
+    outputs.append(mesh_lib.to_host(run.eval_step(state, mesh_lib.to_global(batch, run.mesh))))
+  merged = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+  keep = merged.pop("mask").astype(bool)
+  merged = {k: v[keep] for k, v in merged.items()}
+  order = np.argsort(merged["index"], kind="stable")
+  return {k: v[order] for k, v in merged.items()}
+
+
+def summary(prediction: dict, split: str) -> dict:
+  """The per-epoch figures of one split: loss, accuracy, and ROC AUC for two classes."""
+  from jaxray.evaluate import metrics
+  result = {f"{split}_loss": float(prediction["loss"].mean()),
+            f"{split}_accuracy": float((prediction["probabilities"].argmax(-1)
+                                        == prediction["label"]).mean())}
+  if prediction["probabilities"].shape[1] == 2 and len(np.unique(prediction["label"])) == 2:
+    result[f"{split}_roc_auc"] = metrics.binary_metrics(
+        prediction["label"], prediction["probabilities"])["roc_auc"]
+  return result
