@@ -15,7 +15,7 @@ def write(path, results: dict, history: list[dict], reference: dict) -> None:
   lines = [
       f"# {results['experiment']}",
       "",
-      f"Reproduces report {reference.get('report', '—')}. Platform: "
+      f"Reproduces report {reference['report'] or '—'}. Platform: "
       f"{results['platform']['backend']} ({results['platform']['device_kind']} x"
       f"{results['platform']['device_count']}). Epochs trained: {len(history)}; checkpoint "
       f"evaluated: epoch {results['selected_epoch']} (best {results['selection']['metric']}).",
