@@ -68,6 +68,7 @@ def get_config() -> ml_collections.ConfigDict:
       decay_factor=0.1,  # ... by this factor
   )
   config.num_epochs = 5  # training epochs; the only field that may grow when a run resumes
+  config.stop_on_nonfinite_loss = True  # a NaN/inf train or val loss stops the run, unsaved
   config.selection = dict(
       metric="val_accuracy",  # metrics.jsonl key that selects the evaluated checkpoint ("epoch": last)
       mode="max",  # "max" or "min"; ties go to the earliest epoch

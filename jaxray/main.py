@@ -5,6 +5,7 @@ checkpoint per epoch (re-running resumes), evaluates the selected checkpoint and
 Before JAX starts, the config's `runtime` section sets up this process (jaxray/runtime.py).
 """
 
+import errno
 import os
 import pickle
 import sys
@@ -61,7 +62,11 @@ def main(argv):
   try:
     workdir = FLAGS.workdir or f"runs/{config_lib.run_name(FLAGS.experiment)}"
     results = loop.train_and_evaluate(config, workdir, FLAGS.data_dir, FLAGS.set)
-  except (ValueError, FileNotFoundError, pickle.UnpicklingError) as error:
+  except (ValueError, FileNotFoundError, FloatingPointError, pickle.UnpicklingError) as error:
+    _fail(error)
+  except OSError as error:
+    if error.errno != errno.ENOSPC:
+      raise
     _fail(error)
   if results and jax.process_index() == 0:
     test = results["test"]["metrics"]

@@ -1,5 +1,6 @@
 """End to end on the synthetic dataset: training, checkpoints, resume, every artifact."""
 
+import errno
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 
 from jaxray import config as config_lib
-from jaxray.train import loop, workdir as workdir_lib
+from jaxray.train import faults, loop, workdir as workdir_lib
 
 ARTIFACTS = ("config.json", "metrics.jsonl", "results.json", "report.md", "curves.png",
              "confusion_matrix.png", "roc.png", "failure_cases.png", "tsne.png")
@@ -203,3 +204,89 @@ def test_a_resume_that_resolves_differently_is_recorded(tmp_path, capsys):
   # Resumed again from epoch 2 (its later checkpoints gone): the stretch from 3 is dropped.
   entries = workdir_lib.record_runtime(tmp_path, record, 2)
   assert [e["first_epoch"] for e in entries] == [1]
+
+
+def _main(workdir, prepared_dir, *overrides, kill_at=None):
+  """python -m jaxray.main on the tiny config, as a user runs it; JAXRAY_TEST_KILL_AT=NAME:EPOCH
+  makes it SIGKILL itself at that point (jaxray/train/faults.py)."""
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "GLIBC_TUNABLES")}
+  if kill_at:
+    env[faults.KILL_AT] = kill_at
+  settings = ["input.image_size=32", "input.batch_size=64", "input.eval_batch_size=128",
+              f"dataset.prepared_dir={prepared_dir}", "evaluation.bootstrap_samples=50",
+              "evaluation.tsne_max_train=64", "num_epochs=2", *overrides]
+  return subprocess.run([sys.executable, "-m", "jaxray.main", "--experiment=demo",
+                         f"--workdir={workdir}", *(f"--set={s}" for s in settings)],
+                        env=env, capture_output=True, text=True, timeout=600)
+
+
+def _figures(results: dict) -> dict:
+  """What a run concluded, without its timing and platform fields, as one flat dict."""
+  figures = {"selected_epoch": results["selected_epoch"]}
+  for part, values in (("val", results["val"]["metrics"]), ("test", results["test"]["metrics"]),
+                       ("last", results["last_epoch"]["test"]["metrics"])):
+    figures.update({f"{part}.{k}": v for k, v in values.items()})
+  figures.update({f"ci.{k}.{i}": v for k, pair in results["test"]["ci95"].items()
+                  for i, v in enumerate(pair)})
+  return figures
+
+
+def test_killed_during_a_checkpoint_save_and_the_final_evaluation_it_ends_as_if_never_killed(
+    two_epoch_run, prepared_dir, tmp_path):
+  """SIGKILL while epoch 1's checkpoint is being written, then again just before results.json:
+  each time the same command resumes, and the figures are those of the uninterrupted run."""
+  _, uninterrupted = two_epoch_run
+  killed = _main(tmp_path, prepared_dir, kill_at="checkpoint_save:1")
+  assert killed.returncode == -9, killed.stderr[-2000:]
+  assert not (tmp_path / "results.json").exists()
+  killed = _main(tmp_path, prepared_dir, kill_at="final_evaluation:0")
+  assert killed.returncode == -9, killed.stderr[-2000:]
+  assert not (tmp_path / "results.json").exists() and (tmp_path / "report.md").exists()
+  done = _main(tmp_path, prepared_dir)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "Resuming" in done.stdout
+  resumed = json.loads((tmp_path / "results.json").read_text())
+  assert _figures(resumed) == pytest.approx(_figures(uninterrupted), rel=1e-6)
+  history = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [h["epoch"] for h in history] == [1, 2]
+
+
+def test_a_non_finite_loss_stops_the_run_unsaved(prepared_dir, tmp_path):
+  """A zero std makes every input infinite: epoch 1's loss is NaN, and nothing of it is kept."""
+  config = tiny_config(prepared_dir, **{"input.normalization.std": "(0.0, 0.0, 0.0)"})
+  with pytest.raises(FloatingPointError, match=r"epoch 1: train_loss .* is nan .*no epoch before "
+                                               r"it was saved.*stop_on_nonfinite_loss=False"):
+    loop.train_and_evaluate(config, tmp_path)
+  assert not (tmp_path / "metrics.jsonl").exists()
+  assert not list((tmp_path / "checkpoints").glob("*"))
+
+
+def test_an_unwritable_workdir_is_refused_before_anything_runs(prepared_dir, tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a folder")
+  with pytest.raises(ValueError, match="a_file/run cannot be written"):
+    loop.train_and_evaluate(tiny_config(prepared_dir), blocker / "run")
+  assert blocker.read_text() == "not a folder"
+  loop.workdir_lib.check_writable(tmp_path / "new" / "run")  # a writable one: left as it was
+  assert not (tmp_path / "new").exists()
+
+
+def test_a_full_disk_during_a_save_keeps_the_earlier_checkpoints(two_epoch_run, prepared_dir,
+                                                                tmp_path, monkeypatch):
+  """ENOSPC while epoch 2's checkpoint is written: a clear error, epoch 1 intact, and the same
+  run afterwards ends with the uninterrupted run's figures."""
+  _, uninterrupted = two_epoch_run
+  save = loop.checkpoint.save
+
+  def full_disk_at_epoch_2(manager, epoch, state, metrics):
+    if epoch == 2:
+      raise OSError(errno.ENOSPC, "No space left on device")
+    return save(manager, epoch, state, metrics)
+
+  monkeypatch.setattr(loop.checkpoint, "save", full_disk_at_epoch_2)
+  with pytest.raises(OSError, match="no space left on the device while writing epoch 2's "
+                                    "checkpoint .* intact"):
+    loop.train_and_evaluate(tiny_config(prepared_dir), tmp_path)
+  monkeypatch.setattr(loop.checkpoint, "save", save)
+  resumed = loop.train_and_evaluate(tiny_config(prepared_dir), tmp_path)
+  assert _figures(resumed) == pytest.approx(_figures(uninterrupted), rel=1e-6)

@@ -7,7 +7,7 @@ import numpy as np
 
 from jaxray.evaluate import metrics, plots, report
 from jaxray.evaluate.predictions import Subset, predict
-from jaxray.train import workdir as workdir_lib
+from jaxray.train import faults, workdir as workdir_lib
 
 
 def _platform() -> dict:
@@ -61,7 +61,6 @@ def evaluate_and_report(run, workdir: pathlib.Path, history: list[dict], selecte
                                     seed=config.seed,
                                     bootstrap_samples=evaluation.bootstrap_samples)
   results["last_epoch"] = {"epoch": history[-1]["epoch"], "test": last_figures}
-  workdir_lib.write_results(workdir, results)
 
   test = predictions["test"]
   plots.curves(history, workdir / "curves.png")
@@ -78,6 +77,9 @@ def evaluate_and_report(run, workdir: pathlib.Path, history: list[dict], selecte
              {"test": test["label"], "train": predictions["train"]["label"]}, class_names,
              workdir / "tsne.png", seed=config.seed)
   report.write(workdir / "report.md", results, history, config.reference.to_dict())
+  faults.kill_point("final_evaluation")
+  # Last: results.json marks the run finished, so a crash before it means evaluating again.
+  workdir_lib.write_results(workdir, results)
   return results
 
 

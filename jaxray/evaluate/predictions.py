@@ -47,6 +47,7 @@ def summary(prediction: dict, split: str) -> dict:
             f"{split}_accuracy": float((prediction["probabilities"].argmax(-1)
                                         == prediction["label"]).mean())}
   if prediction["probabilities"].shape[1] == 2 and len(np.unique(prediction["label"])) == 2:
-    result[f"{split}_roc_auc"] = metrics.binary_metrics(
-        prediction["label"], prediction["probabilities"])["roc_auc"]
+    finite = np.isfinite(prediction["probabilities"]).all()  # else the loss check stops the run
+    result[f"{split}_roc_auc"] = (metrics.binary_metrics(
+        prediction["label"], prediction["probabilities"])["roc_auc"] if finite else float("nan"))
   return result

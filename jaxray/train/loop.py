@@ -15,7 +15,7 @@ from jaxray import assembly
 from jaxray.data import pipeline
 from jaxray.evaluate import final
 from jaxray.evaluate.predictions import predict, summary
-from jaxray.train import checkpoint, mesh as mesh_lib, steps, workdir as workdir_lib
+from jaxray.train import checkpoint, faults, mesh as mesh_lib, steps, workdir as workdir_lib
 
 
 def train_epoch(run, metrics, batches, *, total=None, description=None, show=True):
@@ -54,6 +54,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
       print(f"{workdir} already holds the finished run ({config.num_epochs} epochs); its "
             f"report is {workdir / 'report.md'}. Delete the folder to run it again.")
     return finished
+  workdir_lib.check_writable(workdir)
   run = assembly.assemble(config, data_dir)
   if chief:
     print(f"Dataset {config.dataset.name}: "
@@ -61,11 +62,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
   workdir_lib.write_config(workdir, config)  # only once the data and the model are usable
 
   manager = checkpoint.manager(workdir, config.selection.metric, config.selection.mode)
-  history = workdir_lib.read_history(workdir)
   start_epoch = manager.latest_step() or 0
+  # Only the epochs whose checkpoint completed: a crash may have logged one more.
+  history = [h for h in workdir_lib.read_history(workdir) if h["epoch"] <= start_epoch]
   if start_epoch:
     run.state = checkpoint.restore(manager, start_epoch, run.state)
-    history = [h for h in history if h["epoch"] <= start_epoch]
     if chief:
       print(f"Resuming {workdir} after epoch {start_epoch} of {config.num_epochs}.")
   runtime_by_epoch = workdir_lib.record_runtime(workdir, run.runtime, start_epoch + 1)
@@ -86,12 +87,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
     if config.track_test_per_epoch:
       record.update(summary(predict(run, run.splits["test"], "test"), "test"))
     record["epoch_seconds"] = time.time() - started
-    checkpoint.save(manager, epoch, run.state, record)
+    if config.stop_on_nonfinite_loss:
+      faults.check_finite(record, history[-1]["epoch"] if history else 0, workdir)
     history.append(record)
-    workdir_lib.write_history(workdir, history)
+    try:
+      # metrics.jsonl first: a resume keeps only the epochs whose checkpoint completed.
+      workdir_lib.write_history(workdir, history)
+      checkpoint.save(manager, epoch, run.state, record)
+      faults.kill_point("checkpoint_save", epoch)  # while orbax writes in the background
+    except OSError as error:
+      raise faults.disk_full_error(error, f"epoch {epoch}'s checkpoint", workdir) from error
     epochs.set_postfix(train_acc=f"{record['train_accuracy']:.3f}",
                        val_acc=f"{record['val_accuracy']:.3f}")
-  manager.wait_until_finished()
+  try:
+    manager.wait_until_finished()
+  except OSError as error:
+    raise faults.disk_full_error(error, "the last checkpoint", workdir) from error
 
   selected = checkpoint.best_epoch(history, config.selection.metric, config.selection.mode)
   last_test = None  # the final weights on test too, when selection chose another epoch

@@ -29,6 +29,23 @@ def check(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
                        f"start over.")
 
 
+def check_writable(workdir: pathlib.Path) -> None:
+  """A workdir that cannot be created or written stops the run before any work is done."""
+  if not is_chief():
+    return
+  created = [p for p in (workdir, *workdir.parents) if not p.exists()]
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    probe = workdir / ".jaxray_write_test"
+    probe.write_text("")
+    probe.unlink()
+  except OSError as error:
+    raise ValueError(f"--workdir={workdir} cannot be written ({error.strerror or error}). Pass "
+                     f"a folder you can write to.") from None
+  for folder in created:  # nothing is left behind until the data and the model are known usable
+    folder.rmdir()
+
+
 def write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
   """config.json: the requested configuration, `runtime`'s "auto" values included."""
   if is_chief():
