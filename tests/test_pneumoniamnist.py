@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jaxray import data
-from jaxray.data import pneumoniamnist
+from jaxray.data import pneumoniamnist, summary
 
 SIZES = {"train": 12, "val": 5, "test": 7}
 
@@ -55,6 +55,18 @@ def test_prepares_official_splits_pixel_for_pixel(raw, tmp_path):
       assert example["label"] == arrays[f"{split}_labels"][i, 0]
       name = f"{split}_{i:05d}".encode()
       assert example["file_name"] == name and example["patient_id"] == name
+
+
+def test_prints_and_saves_its_counts(raw, tmp_path, capsys):
+  folder, arrays = raw
+  _, info = data.load("pneumoniamnist", str(folder), str(tmp_path), "28")
+  record = summary.load(info.data_dir)
+  expected = {split: {"NORMAL": int((arrays[f"{split}_labels"] == 0).sum()),
+                      "PNEUMONIA": int((arrays[f"{split}_labels"] == 1).sum())}
+              for split in SIZES}
+  assert record["counts"] == expected and record["skipped"] == [] == record["ignored"]
+  printed = capsys.readouterr().out
+  assert "pneumoniamnist/28: prepared from" in printed and "skipped 0 file(s)" in printed
 
 
 def test_data_dir_may_name_the_file_itself(raw, tmp_path):

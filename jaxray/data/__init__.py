@@ -7,6 +7,7 @@ downloaded, for manual-download datasets) and returns one random-access source p
 import json
 import os
 import pathlib
+import shutil
 
 import tensorflow_datasets as tfds
 
@@ -57,6 +58,17 @@ def _check_source(builder, manual_dir: str | None) -> None:
         f"{builder.data_dir} to replace it.")
 
 
+def _remove_interrupted(builder) -> None:
+  """Deletes what an interrupted preparation left. TFDS writes into `incomplete.XXXXXX_<version>`
+  beside the version folder and renames it only once everything is written (dataset_info.json
+  last), so a killed preparation is never taken for a finished one, but its folder stays."""
+  version_dir = pathlib.Path(builder.data_dir)
+  for stale in sorted(version_dir.parent.glob(f"incomplete.*_{version_dir.name}")):
+    print(f"Removing {stale}: an earlier preparation was interrupted; preparing again from the "
+          f"start.", flush=True)
+    shutil.rmtree(stale)
+
+
 def load(name: str, data_dir: str | None = None, prepared_dir: str | None = None,
          config: str | None = None):
   """Prepares `name` if needed and returns ({split: random-access source}, tfds DatasetInfo)."""
@@ -72,6 +84,7 @@ def load(name: str, data_dir: str | None = None, prepared_dir: str | None = None
       raise FileNotFoundError(
           f"Dataset {name!r} must be downloaded by hand and passed with --data_dir.\n\n"
           f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    _remove_interrupted(builder)
     if manual_dir is not None and hasattr(builder, "validate_manual_dir"):
       builder.validate_manual_dir(manual_dir)  # a clear error before TFDS starts writing
     if optional:

@@ -11,7 +11,7 @@ import re
 
 import tensorflow_datasets as tfds
 
-from jaxray.data import images
+from jaxray.data import images, summary
 
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")
 SUBTYPES = ("normal", "bacteria", "virus")
@@ -43,18 +43,27 @@ def subtype(file_name: str, label: str) -> str:
 
 
 def find_root(manual_dir) -> pathlib.Path:
-  """The `chest_xray` folder under `manual_dir` (or `manual_dir` itself if it is that folder)."""
+  """The `chest_xray` folder under `manual_dir` (or `manual_dir` itself if it is that folder).
+
+  Every split folder must hold both class folders, none of them empty.
+  """
   manual_dir = pathlib.Path(manual_dir).expanduser()
-  for candidate in (manual_dir / "chest_xray", manual_dir):
-    if all((candidate / split / name).is_dir() for split in SPLITS for name in CLASS_NAMES):
+  candidates = (manual_dir / "chest_xray", manual_dir)
+  required = [f"{split}/{name}" for split in SPLITS for name in CLASS_NAMES]
+  for candidate in candidates:
+    if not summary.missing_or_empty(candidate, required):
       return candidate
+  # The candidate that holds some of the layout is the one the user meant: name what it lacks.
+  found = next((c for c in candidates if any((c / split).is_dir() for split in SPLITS)), None)
+  detail = (f"; {found} exists but lacks "
+            + ", ".join(summary.missing_or_empty(found, required)) if found else "")
   raise FileNotFoundError(
       f"No Kermany chest X-ray data under {manual_dir}: expected the folder "
       f"{manual_dir / 'chest_xray'} with train/, val/ and test/, each holding NORMAL/ and "
-      f"PNEUMONIA/.\n\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+      f"PNEUMONIA/{detail}.\n\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
 
 
-class ChestXray(tfds.core.GeneratorBasedBuilder):
+class ChestXray(summary.Summarized, tfds.core.GeneratorBasedBuilder):
   """Kermany chest X-ray (pneumonia vs normal), Kaggle split layout."""
 
   VERSION = tfds.core.Version("2.0.0")
@@ -80,16 +89,15 @@ class ChestXray(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     root = find_root(dl_manager.manual_dir)
+    self.summary = summary.Summary("chest_xray", root, SPLITS, CLASS_NAMES)
+    self.summary.ignore_unknown(root, SPLITS, "split folders")
     return {split: self._generate_examples(root / split) for split in SPLITS}
 
   def _generate_examples(self, split_dir: pathlib.Path):
+    self.summary.ignore_unknown(split_dir, CLASS_NAMES, "class folders")
     for label in CLASS_NAMES:
-      for path in sorted((split_dir / label).iterdir()):
-        if path.suffix.lower() not in images.IMAGE_SUFFIXES:
-          continue
-        pixels = images.read_for_storage(path)
-        if pixels is None:
-          continue
+      for path, pixels in self.summary.read_class_folder(split_dir / label):
+        self.summary.count(split_dir.name, label)
         yield f"{label}/{path.name}", {
             "image": pixels,
             "label": label,

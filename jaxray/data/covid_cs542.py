@@ -18,14 +18,13 @@ into its own folder), which is how the spread due to a ~30-image validation spli
 
 Real folders mix JPEG and PNG, L / RGB / RGBA images and stray files (`desktop.ini`). Every
 file is tried; what decodes is stored as 8-bit grayscale pixels (RGBA composited on black), what
-does not is skipped with a warning naming it. The per-split, per-class counts, the skipped files
-and the validation file names are printed at preparation and kept in `metadata.json` beside the
-prepared data (`builder.info.metadata`).
+does not is skipped with its reason. The preparation summary (`jaxray/data/summary.py`: counts
+per split and class, skipped files, ignored folders) is printed once and saved as
+`preparation_summary.json` beside the prepared data; `metadata.json` (`builder.info.metadata`)
+keeps the counts, the skipped files and the validation file names.
 """
 
-import collections
 import dataclasses
-import logging
 import pathlib
 import re
 
@@ -33,7 +32,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from sklearn.model_selection import train_test_split
 
-from jaxray.data import images
+from jaxray.data import images, summary
 from jaxray.data.chest_xray import patient_id
 
 TWO_CLASSES = ("normal", "covid")  # covid = 1: the positive class of the binary metrics
@@ -74,39 +73,24 @@ def find_root(manual_dir, folder: str, class_names) -> pathlib.Path:
   candidates = [manual_dir / folder] + [manual_dir / parent / folder for parent in _PARENTS]
   if manual_dir.name == folder:
     candidates.insert(0, manual_dir)
-  expected = [pathlib.Path(split) / name for split in SOURCE_SPLITS for name in class_names]
+  expected = [f"{split}/{name}" for split in SOURCE_SPLITS for name in class_names]
   for candidate in candidates:
-    if all((candidate / sub).is_dir() for sub in expected):
+    if not summary.missing_or_empty(candidate, expected):
       return candidate
   found = next((c for c in candidates if c.is_dir()), None)
-  detail = (f"{found} exists but lacks "
-            + ", ".join(str(sub) for sub in expected if not (found / sub).is_dir())
+  detail = (f"{found} exists but lacks " + ", ".join(summary.missing_or_empty(found, expected))
             if found else f"none of {', '.join(str(c) for c in candidates)} exists")
   raise FileNotFoundError(
       f"No CS542 COVID-19 `{folder}/` data under --data_dir={manual_dir}: {detail}.\n\n"
       f"{MANUAL_DOWNLOAD_INSTRUCTIONS}")
 
 
-def read_folder(split_dir: pathlib.Path, class_names, relative_to: pathlib.Path):
-  """Every image of `split_dir/<class>/`, in sorted order, and the files that are not images.
-
-  Returns ([(label index, file name, png bytes)], [skipped paths relative to `relative_to`]).
-  """
-  examples, skipped = [], []
-  for entry in sorted(split_dir.iterdir()):
-    if entry.name not in class_names:
-      logging.warning("Ignoring %s: not one of the class folders %s", entry, class_names)
-      skipped.append(str(entry.relative_to(relative_to)))
-  for label, name in enumerate(class_names):
-    for path in sorted((split_dir / name).iterdir()):
-      pixels = images.read_for_storage(path) if path.is_file() else None
-      if pixels is None:
-        if not path.is_file():
-          logging.warning("Skipping %s: not a file", path)
-        skipped.append(str(path.relative_to(relative_to)))
-        continue
-      examples.append((label, path.name, pixels))
-  return examples, skipped
+def read_folder(split_dir: pathlib.Path, class_names, record: summary.Summary):
+  """[(label index, file name, pixels)] of every image of `split_dir/<class>/`, in sorted order;
+  what is skipped or ignored goes to `record`."""
+  record.ignore_unknown(split_dir, class_names, "class folders")
+  return [(label, path.name, pixels) for label, name in enumerate(class_names)
+          for path, pixels in record.read_class_folder(split_dir / name)]
 
 
 def carve_validation(labels, val_fraction: float, seed: int):
@@ -118,27 +102,7 @@ def carve_validation(labels, val_fraction: float, seed: int):
   return np.sort(train), np.sort(val)
 
 
-def _counts(examples, class_names) -> dict:
-  counter = collections.Counter(class_names[label] for label, _, _ in examples)
-  return {name: counter.get(name, 0) for name in class_names}
-
-
-def _summary(name: str, root: pathlib.Path, config, counts: dict, skipped: list) -> str:
-  classes = config.class_names
-  width = max(len(c) for c in classes + ("split",))
-  lines = [f"covid_cs542/{name}: prepared from {root} (val = {config.val_fraction:.0%} of "
-           f"train, stratified by class, seed {config.split_seed})",
-           "  " + "split".ljust(6) + "".join(c.rjust(width + 2) for c in classes) + "   total"]
-  for split in SPLITS:
-    row = counts[split]
-    lines.append("  " + split.ljust(6) + "".join(str(row[c]).rjust(width + 2) for c in classes)
-                 + str(sum(row.values())).rjust(8))
-  lines.append(f"  skipped {len(skipped)} file(s) that are not images"
-               + (": " + ", ".join(skipped) if skipped else ""))
-  return "\n".join(lines)
-
-
-class CovidCs542(tfds.core.GeneratorBasedBuilder):
+class CovidCs542(summary.Summarized, tfds.core.GeneratorBasedBuilder):
   """CS542 COVID-19 chest X-ray class challenge (report 004): configs `two` and `all`."""
 
   VERSION = tfds.core.Version("2.0.0")
@@ -195,22 +159,28 @@ class CovidCs542(tfds.core.GeneratorBasedBuilder):
     root = find_root(dl_manager.manual_dir, config.folder, config.class_names)
     # A few hundred images: read (and encode) them all first, so that the validation split is
     # drawn from the files that really are images and the counts are known before writing.
-    read = {split: read_folder(root / split, config.class_names, root.parent)
+    record = summary.Summary(
+        f"covid_cs542/{config.name}", root, SPLITS, config.class_names, relative_to=root.parent,
+        notes=[f"val = {config.val_fraction:.0%} of train, stratified by class, seed "
+               f"{config.split_seed}"])
+    record.ignore_unknown(root, SOURCE_SPLITS, "split folders")
+    read = {split: read_folder(root / split, config.class_names, record)
             for split in SOURCE_SPLITS}
-    train_all, test = read["train"][0], read["test"][0]
-    skipped = read["train"][1] + read["test"][1]
+    train_all, test = read["train"], read["test"]
     train_index, val_index = carve_validation([label for label, _, _ in train_all],
                                               config.val_fraction, config.split_seed)
     examples = {"train": [train_all[i] for i in train_index],
                 "val": [train_all[i] for i in val_index], "test": test}
-    counts = {split: _counts(examples[split], config.class_names) for split in SPLITS}
+    for split in SPLITS:
+      for label, _, _ in examples[split]:
+        record.count(split, config.class_names[label])
+    self.summary = record  # printed and saved (counts, skipped files) once all is written
     self.info.metadata.update({
         "source": str(root), "val_fraction": config.val_fraction,
-        "split_seed": config.split_seed, "counts": counts, "skipped_files": skipped,
+        "split_seed": config.split_seed,
         "val_files": [f"{config.class_names[label]}/{name}"
                       for label, name, _ in examples["val"]],
     })
-    print(_summary(config.name, root, config, counts, skipped), flush=True)
     return {split: self._generate_examples(examples[split]) for split in SPLITS}
 
   def _generate_examples(self, examples):

@@ -8,6 +8,7 @@ example cost the input pipeline, and raw pixels need no decoding. The price is d
 """
 
 import logging
+import pathlib
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -54,12 +55,43 @@ def to_stored(image) -> np.ndarray:
   return array.reshape(array.shape[0], array.shape[1], 1)
 
 
+def _zero_size_png(path) -> bool:
+  """Whether `path` is a PNG whose header gives it no pixels (PIL cannot identify those)."""
+  with open(path, "rb") as file:
+    head = file.read(24)
+  return (head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+          and 0 in (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")))
+
+
+def try_read(path, short_side: int = STORED_SHORT_SIDE) -> tuple[np.ndarray | None, str]:
+  """(the pixels to store for `path`, "") or (None, why it cannot be stored).
+
+  Every failure of reading one file is a reason, never an exception: an empty file, a file that
+  is not an image, a truncated one, one past PIL's decompression-bomb limit, one of zero pixels.
+  """
+  path = pathlib.Path(path)
+  try:
+    if path.stat().st_size == 0:
+      return None, "empty file (0 bytes)"
+    with Image.open(path) as image:
+      width, height = image.size
+      if width * height == 0:
+        return None, f"image has zero pixels ({width}x{height})"
+      image.load()
+      return to_stored(bound_size(to_grayscale(image), short_side)), ""
+  except Image.DecompressionBombError as error:
+    return None, f"too large for PIL's decompression-bomb limit ({error})"
+  except UnidentifiedImageError:
+    if _zero_size_png(path):
+      return None, "image has zero pixels (its PNG header gives a width or height of 0)"
+    return None, "not an image (PIL cannot identify it)"
+  except (OSError, ValueError, SyntaxError, EOFError) as error:
+    return None, f"unreadable image, truncated or corrupt ({error})"
+
+
 def read_for_storage(path, short_side: int = STORED_SHORT_SIDE) -> np.ndarray | None:
   """The pixels to store for `path`, or None (with a warning naming it) if it is not an image."""
-  try:
-    with Image.open(path) as image:
-      image.load()
-      return to_stored(bound_size(to_grayscale(image), short_side))
-  except (UnidentifiedImageError, OSError, ValueError) as error:
-    logging.warning("Skipping %s: not a readable image (%s)", path, error)
-    return None
+  pixels, reason = try_read(path, short_side)
+  if pixels is None:
+    logging.warning("Skipping %s: %s", path, reason)
+  return pixels

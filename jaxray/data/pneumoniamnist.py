@@ -25,7 +25,7 @@ import urllib.request
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxray.data import images
+from jaxray.data import images, summary
 
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # MedMNIST labels 0 "normal", 1 "pneumonia"
 SPLIT_SIZES = {"train": 4708, "val": 524, "test": 624}  # the official splits, at every size
@@ -161,7 +161,7 @@ def download(config: PneumoniaMnistConfig, download_dir, expected=None) -> pathl
   return target
 
 
-class PneumoniaMnist(tfds.core.GeneratorBasedBuilder):
+class PneumoniaMnist(summary.Summarized, tfds.core.GeneratorBasedBuilder):
   """PneumoniaMNIST (MedMNIST v2), official splits, one config per image size."""
 
   name = "pneumoniamnist"
@@ -214,12 +214,16 @@ class PneumoniaMnist(tfds.core.GeneratorBasedBuilder):
     return download(self.builder_config, dl_manager.download_dir, expected)
 
   def _split_generators(self, dl_manager):
-    splits = read_npz(self._source_file(dl_manager), self.builder_config)
+    source = self._source_file(dl_manager)
+    splits = read_npz(source, self.builder_config)
+    self.summary = summary.Summary(f"pneumoniamnist/{self.builder_config.name}", source,
+                                   list(splits), CLASS_NAMES)
     return {split: self._generate_examples(split, *arrays) for split, arrays in splits.items()}
 
   def _generate_examples(self, split, images_, labels):
     for index, (image, label) in enumerate(zip(images_, labels)):
       name = f"{split}_{index:05d}"
+      self.summary.count(split, CLASS_NAMES[int(label)])
       yield name, {
           "image": images.to_stored(image),
           "label": int(label),
