@@ -1,6 +1,5 @@
 """End to end on the synthetic dataset: training, checkpoints, resume, every artifact."""
 
-import errno
 import json
 import os
 import subprocess
@@ -279,13 +278,16 @@ def test_a_full_disk_during_a_save_keeps_the_earlier_checkpoints(two_epoch_run, 
   save = loop.checkpoint.save
 
   def full_disk_at_epoch_2(manager, epoch, state, metrics):
-    if epoch == 2:
-      raise OSError(errno.ENOSPC, "No space left on device")
+    if epoch == 2:  # as orbax's writer reports it (a ValueError quoting the OS error)
+      raise ValueError("RESOURCE_EXHAUSTED: Error writing \"params\" in OCDBT database: Failed "
+                       "to write 39051264 bytes to file 7: No space left on device "
+                       "[os_error_code='28']")
     return save(manager, epoch, state, metrics)
 
   monkeypatch.setattr(loop.checkpoint, "save", full_disk_at_epoch_2)
-  with pytest.raises(OSError, match="no space left on the device while writing epoch 2's "
-                                    "checkpoint .* intact"):
+  with pytest.raises(OSError, match="no space left on the device while saving a checkpoint .*; "
+                                    "the last complete checkpoint, epoch 1, and those before it "
+                                    "are intact"):
     loop.train_and_evaluate(tiny_config(prepared_dir), tmp_path)
   monkeypatch.setattr(loop.checkpoint, "save", save)
   resumed = loop.train_and_evaluate(tiny_config(prepared_dir), tmp_path)

@@ -31,10 +31,19 @@ def check_finite(record: dict, last_good_epoch: int, workdir) -> None:
         f"--set stop_on_nonfinite_loss=False to train on regardless.")
 
 
-def disk_full_error(error: OSError, what: str, workdir) -> OSError:
-  """A clearer error for ENOSPC while writing `what`; other errors are returned as they are."""
-  if error.errno != errno.ENOSPC:
+def is_disk_full(error: Exception) -> bool:
+  """ENOSPC, raised by Python, or by orbax's writers as a ValueError that quotes the OS error."""
+  return (getattr(error, "errno", None) == errno.ENOSPC
+          or "No space left on device" in str(error))
+
+
+def disk_full_error(error: Exception, workdir, last_complete: int | None) -> Exception:
+  """A clearer error for ENOSPC while saving checkpoints (orbax writes them in the background,
+  so the failed write may be the previous epoch's); other errors are returned as they are."""
+  if not is_disk_full(error):
     return error
-  return OSError(errno.ENOSPC, f"no space left on the device while writing {what} in "
-                 f"{workdir}. The checkpoints saved before it are intact: free some space and run "
-                 f"the same command again to resume")
+  kept = (f"the last complete checkpoint, epoch {last_complete}, and those before it are intact"
+          if last_complete else "no checkpoint had completed yet")
+  return OSError(errno.ENOSPC, f"no space left on the device while saving a checkpoint in "
+                 f"{workdir}/checkpoints; {kept}. Free some space and run the same command again "
+                 f"to resume")

@@ -95,14 +95,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
       workdir_lib.write_history(workdir, history)
       checkpoint.save(manager, epoch, run.state, record)
       faults.kill_point("checkpoint_save", epoch)  # while orbax writes in the background
-    except OSError as error:
-      raise faults.disk_full_error(error, f"epoch {epoch}'s checkpoint", workdir) from error
+    except (OSError, ValueError) as error:  # orbax reports a full disk as a ValueError
+      raise faults.disk_full_error(error, workdir, manager.latest_step()) from error
     epochs.set_postfix(train_acc=f"{record['train_accuracy']:.3f}",
                        val_acc=f"{record['val_accuracy']:.3f}")
   try:
     manager.wait_until_finished()
-  except OSError as error:
-    raise faults.disk_full_error(error, "the last checkpoint", workdir) from error
+  except (OSError, ValueError) as error:
+    raise faults.disk_full_error(error, workdir, manager.latest_step()) from error
 
   selected = checkpoint.best_epoch(history, config.selection.metric, config.selection.mode)
   last_test = None  # the final weights on test too, when selection chose another epoch
