@@ -79,7 +79,7 @@ def assemble(config: ml_collections.ConfigDict, data_dir=None, *,
 
   backend = jax.default_backend()
   record = runtime.record(config.runtime, backend)
-  kernels = runtime.kernels(config.runtime, backend)
+  kernels = ops_lib.from_runtime(record["resolved"])  # the kernels the record says ran
   num_outputs = 1 if config.model.loss == "sigmoid" else len(class_names)
   model = models.build_model(config.model, num_outputs, config.input.image_size, config.seed,
                              config.input.channels, kernels)
