@@ -14,7 +14,7 @@ import ml_collections
 from jax.sharding import Mesh, NamedSharding
 
 from jaxray import data, models, ops as ops_lib, runtime
-from jaxray.data import pipeline
+from jaxray.data import pipeline, splits as splits_lib
 from jaxray.train import mesh as mesh_lib, optimizer, steps
 
 
@@ -35,6 +35,8 @@ class Run:
   eval_step: Callable  # (state, batch) -> per-example outputs, jitted
   steps_per_epoch: int
   eval_batch_size: int  # every split is evaluated with this one compiled batch shape
+  # how the splits were made (jaxray.data.splits.select); empty for splits given in memory
+  data_record: dict = dataclasses.field(default_factory=dict)
 
   @property
   def replicated(self) -> NamedSharding:
@@ -42,11 +44,14 @@ class Run:
 
 
 def load_splits(config: ml_collections.ConfigDict, data_dir=None):
-  """(role -> source, class names) of the experiment's dataset, prepared first if needed.
+  """(role -> source, class names, record) of the experiment's dataset, prepared first if
+  needed. The record says how validation was made (jaxray.data.splits.select).
 
   With several processes, process 0 prepares (in a folder every process sees) while the others
   wait, then they all open it: no two processes ever write one dataset.
   """
+  splits_lib.check_fraction(config.dataset.val_from_train.fraction)  # before preparing
+
   def load():
     return data.load(config.dataset.name, data_dir, config.dataset.prepared_dir or None,
                      config.dataset.config or None)
@@ -58,8 +63,8 @@ def load_splits(config: ml_collections.ConfigDict, data_dir=None):
     loaded = load() if jax.process_index() == 0 else None
     multihost_utils.sync_global_devices("jaxray: dataset prepared")
     sources, info = loaded or load()
-  splits = {role: sources[config.dataset[f"{role}_split"]] for role in ("train", "val", "test")}
-  return splits, tuple(info.features["label"].names)
+  splits, record = splits_lib.select(sources, config.dataset)
+  return splits, tuple(info.features["label"].names), record
 
 
 def assemble(config: ml_collections.ConfigDict, data_dir=None, *,
@@ -70,25 +75,45 @@ def assemble(config: ml_collections.ConfigDict, data_dir=None, *,
   mesh = mesh_lib.create_mesh()
   mesh_lib.check_batch_size(config.input.batch_size, mesh, "input.batch_size")
   mesh_lib.check_batch_size(config.input.eval_batch_size, mesh, "input.eval_batch_size")
+  data_record = {}
   if splits is None:
-    splits, class_names = load_splits(config, data_dir)
+    splits, class_names, data_record = load_splits(config, data_dir)
   # input.eval_batch_size is an upper bound: validation runs every epoch, so its batches are
   # evened out to pad as little as possible; every split uses that one compiled shape.
   eval_batch_size = pipeline.even_batch_size(len(splits["val"]) or config.input.eval_batch_size,
                                              config.input.eval_batch_size, mesh.size)
 
+  steps_per_epoch = pipeline.steps_per_epoch(len(splits["train"]), config.input.batch_size,
+                                             config.input.drop_remainder, mesh.size)
+  run = _network(config, mesh, splits, class_names, steps_per_epoch, eval_batch_size,
+                 load_weights=True)
+  run.data_record = data_record
+  return run
+
+
+def assemble_for_inference(config: ml_collections.ConfigDict, class_names: Sequence[str],
+                           batch_size: int) -> Run:
+  """The run `config` describes, with no dataset: for restoring a checkpoint and predicting on
+  files (jaxray.predict). Its state has the training state's structure, so a checkpoint of the
+  run restores into it; ImageNet weights are not fetched, since the checkpoint replaces them."""
+  mesh = mesh_lib.create_mesh()
+  batch_size = -(-batch_size // mesh.size) * mesh.size  # a multiple of the device count
+  return _network(config, mesh, {}, class_names, 1, batch_size, load_weights=False)
+
+
+def _network(config, mesh, splits, class_names, steps_per_epoch, eval_batch_size, *,
+             load_weights: bool) -> Run:
+  """The model, optimizer, replicated state and jitted steps of a run, on `mesh`."""
   backend = jax.default_backend()
   record = runtime.record(config.runtime, backend)
   kernels = ops_lib.from_runtime(record["resolved"])  # the kernels the record says ran
   num_outputs = 1 if config.model.loss == "sigmoid" else len(class_names)
   model = models.build_model(config.model, num_outputs, config.input.image_size, config.seed,
                              config.input.channels, kernels)
-  if config.model.pretrained.source:
+  if load_weights and config.model.pretrained.source:
     from jaxray import weights  # only runs that start from ImageNet weights need it
     weights.load_pretrained(model, config.model)
 
-  steps_per_epoch = pipeline.steps_per_epoch(len(splits["train"]), config.input.batch_size,
-                                             config.input.drop_remainder, mesh.size)
   tx = optimizer.build(config.optimizer, steps_per_epoch, config.model.freeze_backbone,
                        config.num_epochs)
   graphdef, state = steps.create_state(model, tx, config.seed)

@@ -22,6 +22,9 @@ def get_config() -> ml_collections.ConfigDict:
       train_split="train",  # the split trained on
       val_split="val",  # the split that selects the checkpoint
       test_split="test",  # the split reported, never used to choose anything
+      # fraction > 0: validate on this share of train_split's patients instead of val_split,
+      # stratified by class, drawn with its own seed; those patients leave train (data/splits.py)
+      val_from_train=dict(fraction=0.0, seed=0),
   )
   config.input = dict(
       image_size=224,  # square side the images are resized to, in pixels
@@ -77,7 +80,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.evaluation = dict(
       bootstrap_samples=1000,  # resamples behind every 95% interval
       failure_cases=8,  # images in failure_cases.png
+      gradcam_correct=8,  # correct test images (seeded, classes in turn) in gradcam_correct.png
       tsne_max_train=1000,  # training images in the t-SNE sample
+      threshold=dict(  # binary tasks: the decision threshold, chosen on val (evaluate/threshold.py)
+          rule="youden",  # "youden" (max sens + spec - 1), "target_sensitivity" or "argmax"
+          target_sensitivity=0.95,  # rule target_sensitivity: highest threshold reaching it on val
+      ),
+      calibration_bins=15,  # equal-width confidence bins of the ECE and calibration.png
   )
   config.reference = dict(  # the published figures report.md sets beside ours
       report="",  # which report and table

@@ -15,6 +15,7 @@ import ast
 import difflib
 import importlib
 import importlib.util
+import json
 import pathlib
 import pkgutil
 
@@ -50,6 +51,42 @@ def load(name: str) -> ml_collections.ConfigDict:
   _check_fields(config, base_config.get_config(), name)
   config.experiment = name
   return config
+
+
+def from_workdir(workdir) -> ml_collections.ConfigDict:
+  """The config a run in `workdir` trained with, read back from its config.json.
+
+  JSON has no tuples, so lists become tuples again, as the base config declares them. Fields
+  added to jaxray after the run was made take their base defaults; a field jaxray does not know
+  is an error, as in an experiment file.
+  """
+  path = pathlib.Path(workdir).expanduser() / "config.json"
+  if not path.is_file():
+    raise FileNotFoundError(f"{path} does not exist: --workdir must be the folder of a run "
+                            f"made by python -m jaxray.main (it holds config.json).")
+  saved = json.loads(path.read_text())
+  config = base_config.get_config()
+  _update(config, saved, str(path))
+  return config
+
+
+def _update(node: ml_collections.ConfigDict, saved: dict, source: str, path: str = "") -> None:
+  for key, value in saved.items():
+    if key not in node:
+      if path == "reference.":
+        node[key] = value
+        continue
+      raise ValueError(f"{source}: unknown field {path}{key}; this run was made by another "
+                       f"version of jaxray.")
+    if isinstance(node[key], ml_collections.ConfigDict) and isinstance(value, dict):
+      _update(node[key], value, source, f"{path}{key}.")
+    else:
+      with node.ignore_type():
+        node[key] = _tuples(value)
+
+
+def _tuples(value):
+  return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def run_name(experiment: str) -> str:

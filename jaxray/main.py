@@ -8,10 +8,11 @@ Before JAX starts, the config's `runtime` section sets up this process (jaxray/r
 import errno
 import os
 import pickle
-import sys
 
 from absl import app, flags
 from absl import logging as absl_logging
+
+from jaxray import cli
 
 flags.DEFINE_string("experiment", "demo", "Name of a file in experiments/, without .py, or the "
                     "path of an experiment file of your own (path/to/my_experiment.py).")
@@ -38,14 +39,14 @@ def main(argv):
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
   if not FLAGS.distributed and any(FLAGS[name].present for name in (
       "coordinator_address", "num_processes", "process_id")):
-    _fail("--coordinator_address, --num_processes and --process_id need --distributed")
+    cli.fail("--coordinator_address, --num_processes and --process_id need --distributed")
   from jaxray import config as config_lib, runtime
   try:
     config = config_lib.apply_overrides(config_lib.load(FLAGS.experiment), FLAGS.set)
     # May start this process again, once, with malloc settings: before JAX and any work.
     runtime.configure_process(config.runtime, runtime.intended_platform(FLAGS.platform))
   except (ValueError, FileNotFoundError) as error:
-    _fail(error)
+    cli.fail(error)
 
   import jax
   if FLAGS.platform:
@@ -63,20 +64,20 @@ def main(argv):
     workdir = FLAGS.workdir or f"runs/{config_lib.run_name(FLAGS.experiment)}"
     results = loop.train_and_evaluate(config, workdir, FLAGS.data_dir, FLAGS.set)
   except (ValueError, FileNotFoundError, FloatingPointError, pickle.UnpicklingError) as error:
-    _fail(error)
+    cli.fail(error)
   except OSError as error:
     if error.errno != errno.ENOSPC:
       raise
-    _fail(error)
+    cli.fail(error)
   if results and jax.process_index() == 0:
     test = results["test"]["metrics"]
     print(f"\n{FLAGS.experiment}: epoch {results['selected_epoch']} selected; test "
-          + ", ".join(f"{k} {v:.3f}" for k, v in test.items()) + f"\nreport: {workdir}/report.md")
-
-
-def _fail(error) -> None:
-  print(f"\nerror: {error}", file=sys.stderr)
-  sys.exit(2)
+          + ", ".join(f"{k} {v:.3f}" for k, v in test.items()))
+    if "at_threshold" in results["test"]:
+      at = results["test"]["at_threshold"]
+      print(f"at the threshold chosen on val ({at['threshold']:.4g}): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in at["metrics"].items() if k != "roc_auc"))
+    print(f"report: {workdir}/report.md")
 
 
 def run():

@@ -14,7 +14,8 @@ from jaxray import config as config_lib
 from jaxray.train import faults, loop, workdir as workdir_lib
 
 ARTIFACTS = ("config.json", "metrics.jsonl", "results.json", "report.md", "curves.png",
-             "confusion_matrix.png", "roc.png", "failure_cases.png", "tsne.png")
+             "confusion_matrix.png", "roc.png", "calibration.png", "failure_cases.png",
+             "gradcam_correct.png", "tsne.png")
 
 
 def tiny_config(prepared_dir, **overrides):

@@ -140,7 +140,7 @@ def load_chest_xray(options: Options, config):
   from jaxray import assembly
   config.dataset.name, config.dataset.config = "chest_xray", ""
   config.dataset.prepared_dir = prepared_dir(options, "chest_xray")
-  return assembly.load_splits(config, kermany_root(options.raw_dir)[0])
+  return assembly.load_splits(config, kermany_root(options.raw_dir)[0])[:2]
 
 
 def epoch_setup(options: Options):
@@ -153,7 +153,7 @@ def epoch_setup(options: Options):
     config.input.num_threads = options.workers
     config.dataset.prepared_dir = prepared_dir(
         options, f"{config.dataset.name}_{config.dataset.config}")
-    splits, class_names = assembly.load_splits(config, options.data_dir)
+    splits, class_names, _ = assembly.load_splits(config, options.data_dir)
     return config, splits, class_names, options.epoch_experiment
   config = base_config(options, 224, 32)
   if options.raw_dir:
@@ -161,7 +161,7 @@ def epoch_setup(options: Options):
   else:
     config.dataset.name, config.dataset.config = "synthetic", ""
     config.dataset.prepared_dir = prepared_dir(options, "synthetic")
-    (splits, class_names), name = assembly.load_splits(config), "synthetic"
+    (splits, class_names, _), name = assembly.load_splits(config), "synthetic"
   batch = min(32, len(splits["train"]))
   config.input.batch_size = config.input.eval_batch_size = batch
   return config, splits, class_names, name

@@ -5,9 +5,10 @@ import pathlib
 import jax
 import numpy as np
 
-from jaxray.evaluate import metrics, plots, report
+from jaxray.data import pipeline
+from jaxray.evaluate import calibration, gradcam, metrics, plots, report, threshold
 from jaxray.evaluate.predictions import Subset, predict
-from jaxray.train import faults, workdir as workdir_lib
+from jaxray.train import events, faults, workdir as workdir_lib
 
 
 def _platform() -> dict:
@@ -47,6 +48,7 @@ def evaluate_and_report(run, workdir: pathlib.Path, history: list[dict], selecte
       "mean_epoch_seconds": float(np.mean([h["epoch_seconds"] for h in history])),
       "mean_train_seconds": float(np.mean([h["train_seconds"] for h in history])),
       "reference": config.reference.to_dict(),
+      "data": run.data_record,  # how train, val and test were made (jaxray.data.splits)
   }
   for split in ("val", "test"):
     p = predictions[split]
@@ -61,23 +63,49 @@ def evaluate_and_report(run, workdir: pathlib.Path, history: list[dict], selecte
                                     seed=config.seed,
                                     bootstrap_samples=evaluation.bootstrap_samples)
   results["last_epoch"] = {"epoch": history[-1]["epoch"], "test": last_figures}
+  # Binary tasks: a threshold chosen on val only, then test's figures at it beside argmax's.
+  results["threshold"] = threshold.choose(
+      predictions["val"]["label"], predictions["val"]["probabilities"], **evaluation.threshold)
+  for split in ("val", "test"):
+    p = predictions[split]
+    if results["threshold"]["value"] is not None:
+      results[split]["at_threshold"] = metrics.at_threshold(
+          p["label"], p["probabilities"], results["threshold"]["value"],
+          bootstrap_samples=evaluation.bootstrap_samples, seed=config.seed)
+    results[split]["calibration"] = calibration.summary(
+        p["label"], p["probabilities"], bins=evaluation.calibration_bins,
+        bootstrap_samples=evaluation.bootstrap_samples, seed=config.seed)
 
   test = predictions["test"]
   plots.curves(history, workdir / "curves.png")
   plots.confusion_matrix(results["test"]["confusion_matrix"], class_names,
                          workdir / "confusion_matrix.png", title=f"{config.experiment}: test")
   plots.roc_curve(test["label"], test["probabilities"], class_names, workdir / "roc.png")
+  plots.reliability_diagram(test["label"], test["probabilities"], workdir / "calibration.png",
+                            evaluation.calibration_bins, title=f"{config.experiment}: test")
+  # Grad-CAM of the predicted class, on the failure grid and on a sample of correct cases.
   shown = _failure_cases(test, evaluation.failure_cases)
-  examples = [splits["test"][int(test["index"][k])] for k in shown]
-  plots.failure_grid([e["image"] for e in examples], test["label"][shown],
-                     test["probabilities"][shown].argmax(-1), class_names,
-                     workdir / "failure_cases.png",
-                     titles=[_text(e.get("file_name", "")) for e in examples])
+  correct = _correct_sample(test, evaluation.gradcam_correct, config.seed)
+  predicted = test["probabilities"].argmax(-1)
+  explained = np.concatenate([shown, correct])
+  examples = [splits["test"][int(test["index"][k])] for k in explained]
+  heatmaps = _gradcam(run, examples, predicted[explained])
+  for name, part, heading in (
+      ("failure_cases.png", slice(0, len(shown)), ""),
+      ("gradcam_correct.png", slice(len(shown), None),
+       "Correct test cases (a seeded sample): Grad-CAM of the predicted class")):
+    if name == "gradcam_correct.png" and not len(correct):
+      continue
+    plots.failure_grid([e["image"] for e in examples[part]], test["label"][explained[part]],
+                       predicted[explained[part]], class_names, workdir / name,
+                       titles=[_text(e.get("file_name", "")) for e in examples[part]],
+                       heatmaps=heatmaps[part], heading=heading)
   plots.tsne({"test": test["features"], "train": predictions["train"]["features"]},
              {"test": test["label"], "train": predictions["train"]["label"]}, class_names,
              workdir / "tsne.png", seed=config.seed)
   report.write(workdir / "report.md", results, history, config.reference.to_dict())
   faults.kill_point("final_evaluation")
+  events.write_evaluation(workdir, results)  # TensorBoard: every figure above, as images
   # Last: results.json marks the run finished, so a crash before it means evaluating again.
   workdir_lib.write_results(workdir, results)
   return results
@@ -92,6 +120,38 @@ def _failure_cases(prediction: dict, count: int) -> np.ndarray:
   wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:max(count // 2, count - len(right))]
   right = right[:count - len(wrong)]
   return np.concatenate([wrong, right]).astype(int)
+
+
+def _correct_sample(prediction: dict, count: int, seed: int) -> np.ndarray:
+  """Up to `count` correctly classified examples, drawn with `seed`, the classes taking turns
+  (a test set of mostly one class still shows the others)."""
+  predicted = prediction["probabilities"].argmax(-1)
+  rng = np.random.default_rng(seed)
+  by_class = [rng.permutation(np.flatnonzero((predicted == prediction["label"])
+                                             & (prediction["label"] == c)))
+              for c in range(prediction["probabilities"].shape[1])]
+  turns = [members[rank] for rank in range(max(map(len, by_class), default=0))
+           for members in by_class if rank < len(members)]
+  return np.asarray(turns[:count], int)
+
+
+def _gradcam(run, examples, classes) -> np.ndarray:
+  """Grad-CAM heatmaps (N, S, S) of `classes` on stored test examples, fed as evaluation feeds
+  them; in batches of one shape (the last padded), so it compiles once."""
+  size = run.config.input.image_size
+  if not examples:
+    return np.zeros((0, size, size), np.float32)
+  to_input = pipeline.ToModelInput(size)
+  images = np.stack([to_input.map_with_index(i, e)["image"] for i, e in enumerate(examples)])
+  classes = np.asarray(classes, np.int32)
+  batch = min(len(examples), run.eval_batch_size)
+  padding = -len(examples) % batch
+  images = np.concatenate([images, np.zeros((padding,) + images.shape[1:], images.dtype)])
+  classes = np.concatenate([classes, np.zeros(padding, np.int32)])
+  maps = [gradcam.heatmaps(run.graphdef, run.state, run.config, images[start:start + batch],
+                           classes[start:start + batch])
+          for start in range(0, len(images), batch)]
+  return np.concatenate(maps)[:len(examples)]
 
 
 def _text(value) -> str:

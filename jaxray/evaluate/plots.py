@@ -5,7 +5,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn import manifold, metrics as skm  # noqa: E402
+from matplotlib import ticker  # noqa: E402
+from sklearn import calibration as skcal, manifold, metrics as skm  # noqa: E402
+
+from jaxray.evaluate import calibration  # noqa: E402
+from jaxray.evaluate import gradcam  # noqa: E402
 
 _SPLIT_STYLE = {"train": ("tab:blue", "-"), "val": ("tab:red", "-"), "test": ("tab:green", "--")}
 
@@ -21,6 +25,7 @@ def curves(history: list[dict], path) -> None:
         ax.plot(epochs, [h.get(key, np.nan) for h in history], style, color=color, marker="o",
                 label=split + (" (tracked, not used for selection)" if split == "test" else ""))
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # no half epochs
     ax.set_ylabel(quantity)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -64,8 +69,13 @@ def roc_curve(labels, probabilities, class_names, path) -> None:
   plt.close(fig)
 
 
-def failure_grid(images, labels, predictions, class_names, path, titles=None) -> None:
-  """Images with "prediction (true)" labels, red when wrong, as report 000's failure figure."""
+def failure_grid(images, labels, predictions, class_names, path, titles=None, heatmaps=None,
+                 heading="") -> None:
+  """Images with "prediction (true)" labels, red when wrong, as report 000's failure figure.
+
+  `titles` (file names) go in each image's title as a second line, where they cannot run into
+  the next row. `heatmaps` (Grad-CAM, one per image, any size) are overlaid in the jet colormap.
+  """
   count = len(images)
   if count == 0:
     fig, ax = plt.subplots(figsize=(4, 1.5))
@@ -74,19 +84,35 @@ def failure_grid(images, labels, predictions, class_names, path, titles=None) ->
   else:
     columns = min(4, count)
     rows = int(np.ceil(count / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.4 * rows + 0.4 * bool(heading)),
+                             squeeze=False, layout="constrained")
     for ax in axes.ravel():
       ax.axis("off")
     for k, ax in enumerate(axes.ravel()[:count]):
-      ax.imshow(np.squeeze(images[k]), cmap="gray")
-      wrong = labels[k] != predictions[k]
-      ax.set_title(f"{class_names[predictions[k]]} ({class_names[labels[k]]})",
-                   color="red" if wrong else "green", fontsize=10)
+      if heatmaps is None:
+        ax.imshow(np.squeeze(images[k]), cmap="gray")
+      else:
+        ax.imshow(gradcam.overlay(images[k], heatmaps[k]))
+      title = f"{class_names[predictions[k]]} ({class_names[labels[k]]})"
       if titles is not None:
-        ax.text(0.5, -0.05, titles[k], transform=ax.transAxes, ha="center", va="top", fontsize=7)
-  fig.tight_layout()
+        title += "\n" + _shorten(titles[k])
+      wrong = labels[k] != predictions[k]
+      ax.set_title(title, color="red" if wrong else "green", fontsize=9)
+    if heatmaps is not None:
+      fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes, shrink=0.6, aspect=30,
+                   label="Grad-CAM of the predicted class (1 = the image's peak)")
+    if heading:
+      fig.suptitle(heading)
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+def _shorten(text: str, width: int = 36) -> str:
+  """A file name cut in the middle to fit one image's width, keeping both ends."""
+  if len(text) <= width:
+    return text
+  keep = (width - 1) // 2
+  return text[:keep] + "…" + text[len(text) - (width - 1 - keep):]
 
 
 def tsne(features_by_split: dict, labels_by_split: dict, class_names, path, seed: int = 0) -> None:
@@ -110,6 +136,57 @@ def tsne(features_by_split: dict, labels_by_split: dict, class_names, path, seed
       ax.scatter(chosen[:, 0], chosen[:, 1], label=f"{name} ({split})", **kwargs)
   ax.set_title("t-SNE of penultimate-layer features")
   ax.legend(fontsize=8, markerscale=1.2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def reliability_diagram(labels, probabilities, path, bins: int = 15, title: str = "") -> None:
+  """Accuracy per confidence bin against the diagonal, ECE in the title, counts below.
+
+  The left column is the top-label diagram the ECE summarises. For two classes a right column
+  adds the positive class's curve (scikit-learn's calibration_curve): the observed frequency of
+  the positive class against its predicted probability, the number a reader of one image's
+  p(pneumonia) needs, over the whole [0, 1] range where top-label confidence starts at 0.5.
+  """
+  labels = np.asarray(labels)
+  probabilities = np.asarray(probabilities)
+  table = calibration.reliability_table(labels, probabilities, bins)
+  ece = calibration.expected_calibration_error(labels, probabilities, bins)
+  binary = probabilities.shape[1] == 2 and len(np.unique(labels)) == 2
+  fig, axes = plt.subplots(2, 2 if binary else 1, figsize=(10 if binary else 5, 6),
+                           squeeze=False, sharex="col", gridspec_kw={"height_ratios": (3, 1)})
+  edges, width = table["edges"][:-1], 1.0 / bins
+  filled = table["count"] > 0
+  top, counts = axes[0, 0], axes[1, 0]
+  top.bar(edges[filled], table["accuracy"][filled], width=width, align="edge",
+          edgecolor="black", color="tab:blue", label="accuracy")
+  top.bar(edges[filled], table["confidence"][filled] - table["accuracy"][filled],
+          bottom=table["accuracy"][filled], width=width, align="edge", color="tab:red",
+          alpha=0.3, hatch="//", label="gap to mean confidence")
+  top.plot([0, 1], [0, 1], ":", color="gray", label="perfectly calibrated")
+  top.set_ylabel("accuracy")
+  top.set_title(f"{title + ', ' if title else ''}top label: ECE {ece:.3f} ({bins} bins)")
+  top.legend(loc="upper left", fontsize=8)
+  counts.bar(edges, table["count"], width=width, align="edge", color="gray", edgecolor="black")
+  counts.set_xlabel("confidence (highest class probability)")
+  counts.set_ylabel("images")
+  if binary:
+    curve, hist = axes[0, 1], axes[1, 1]
+    frequency, predicted = skcal.calibration_curve(labels, probabilities[:, 1], n_bins=bins,
+                                                   strategy="uniform")
+    curve.plot(predicted, frequency, "o-", color="tab:blue", label="positive class")
+    curve.plot([0, 1], [0, 1], ":", color="gray", label="perfectly calibrated")
+    curve.set_ylabel("fraction positive")
+    curve.set_title("positive class (class 1)")
+    curve.legend(loc="upper left", fontsize=8)
+    hist.hist(probabilities[:, 1], bins=table["edges"], color="gray", edgecolor="black")
+    hist.set_xlabel("predicted probability of class 1")
+    hist.set_ylabel("images")
+  for ax in axes[0]:
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

@@ -5,20 +5,8 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxray.data import pipeline
+from jaxray.data.splits import Subset  # noqa: F401 (t-SNE's sample of the training split)
 from jaxray.train import mesh as mesh_lib
-
-
-class Subset:
-  """A random-access source restricted to `indices` (t-SNE's sample of the training split)."""
-
-  def __init__(self, source, indices):
-    self.source, self.indices = source, np.asarray(indices)
-
-  def __len__(self):
-    return len(self.indices)
-
-  def __getitem__(self, i):
-    return self.source[int(self.indices[i])]
 
 
 def predict(run, source, description="eval", state=None) -> dict:

@@ -2,6 +2,8 @@
 
 import pathlib
 
+from jaxray.data import splits
+
 _ROWS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc",
          "macro_precision", "macro_recall", "macro_f1", "roc_auc_ovr")
 
@@ -24,26 +26,20 @@ def write(path, results: dict, history: list[dict], reference: dict) -> None:
        "not the report's recipe as written." if results.get("overrides") else
        "Run exactly as the experiment file declares it."),
       "",
+      *([splits.describe(results["data"]), ""] if results.get("data") else []),
       f"## Test set ({test['num_examples']} images)",
       "",
-      "| metric | this run | 95% CI (bootstrap) | report |",
-      "|---|---|---|---|",
+      *_test_table(test, reference),
   ]
-  for name in _ROWS:
-    if name not in test["metrics"]:
-      continue
-    low_high = test.get("ci95", {}).get(name)
-    interval = f"[{low_high[0]:.3f}, {low_high[1]:.3f}]" if low_high else "—"
-    lines.append(f"| {name} | {_fmt(test['metrics'][name])} | {interval} | "
-                 f"{_fmt(reference.get(name))} |")
-  if "loss" in test:
-    lines.append(f"| loss | {test['loss']:.4f} | — | {_fmt(reference.get('loss'))} |")
+  lines += _threshold_and_calibration_lines(results)
   class_names = results["class_names"]
-  lines += ["", "Confusion matrix (rows: true, columns: predicted):", "",
-            "| | " + " | ".join(f"{c} pred." for c in class_names) + " |",
-            "|---" * (len(class_names) + 1) + "|"]
-  for name, row in zip(class_names, test["confusion_matrix"]):
-    lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+  lines += _confusion_lines("Confusion matrix (rows: true, columns: predicted"
+                            + (", argmax)" if "at_threshold" in test else ")"), class_names,
+                            test["confusion_matrix"])
+  if "at_threshold" in test:
+    lines += _confusion_lines(
+        f"At the val threshold (t={_fmt_threshold(test['at_threshold']['threshold'])})",
+        class_names, test["at_threshold"]["confusion_matrix"])
   if len(class_names) > 2:
     lines += ["", "Per class:", "", "| class | precision | recall | F1 | support |",
               "|---|---|---|---|---|"]
@@ -77,8 +73,76 @@ def write(path, results: dict, history: list[dict], reference: dict) -> None:
   lines += _runtime_lines(results["runtime"])
   lines += ["", "## Figures", "",
             "![curves](curves.png) ![confusion matrix](confusion_matrix.png) ![ROC](roc.png)",
+            "", "![calibration](calibration.png)",
             "", "![failure cases](failure_cases.png)", "", "![t-SNE](tsne.png)", ""]
+  if pathlib.Path(path).with_name("gradcam_correct.png").exists():
+    lines += ["Grad-CAM of the predicted class (the backbone's last convolutional map, upsampled; "
+              "red is where the evidence for it lies, scaled to each image's peak) is overlaid "
+              "on the failure cases above and on a seeded sample of correct test cases:", "",
+              "![Grad-CAM on correct test cases](gradcam_correct.png)", ""]
   pathlib.Path(path).write_text("\n".join(lines))
+
+
+def _fmt_threshold(value: float) -> str:
+  return f"{value:.4g}"
+
+
+def _interval(ci95: dict, name: str) -> str:
+  low_high = ci95.get(name)
+  return f"[{low_high[0]:.3f}, {low_high[1]:.3f}]" if low_high else "—"
+
+
+def _test_table(test: dict, reference: dict) -> list[str]:
+  """The test figures at argmax (the reports' rule), and at the val threshold when there is one."""
+  at = test.get("at_threshold")
+  extra = f" at val threshold (t={_fmt_threshold(at['threshold'])}), 95% CI |" if at else ""
+  lines = [f"| metric | this run{' (argmax)' if at else ''} | 95% CI (bootstrap) |{extra} report |",
+           "|---|---|---|" + ("---|" if at else "") + "---|"]
+  for name in _ROWS:
+    if name not in test["metrics"]:
+      continue
+    cell = (f" {_fmt(at['metrics'][name])} {_interval(at.get('ci95', {}), name)} |" if at
+            else "")
+    lines.append(f"| {name} | {_fmt(test['metrics'][name])} | "
+                 f"{_interval(test.get('ci95', {}), name)} |{cell} {_fmt(reference.get(name))} |")
+  if "loss" in test:
+    lines.append(f"| loss | {test['loss']:.4f} | — |{' — |' if at else ''} "
+                 f"{_fmt(reference.get('loss'))} |")
+  return lines
+
+
+def _threshold_and_calibration_lines(results: dict) -> list[str]:
+  """How the decision threshold was chosen (or why argmax stays), and the ECE of each split."""
+  lines = []
+  chosen = results.get("threshold")
+  if chosen and chosen["value"] is not None:
+    rule = ("Youden's J, the highest sensitivity + specificity - 1" if chosen["rule"] == "youden"
+            else f"the highest threshold reaching sensitivity {chosen['target_sensitivity']:g}")
+    lines += ["", f"The threshold t={_fmt_threshold(chosen['value'])} on the probability of "
+              f"{results['class_names'][1]} was chosen on the {chosen['val_images']} val images "
+              f"by {rule} (val sensitivity {chosen['val_sensitivity']:.3f}, specificity "
+              f"{chosen['val_specificity']:.3f}) and applied unchanged to test; argmax is the "
+              f"reports' rule."]
+  elif chosen:
+    lines += ["", f"Every figure is argmax, no threshold: {chosen['reason']}."]
+  figures = [f"{split} {results[split]['calibration']['ece']:.3f}"
+             + (" [{:.3f}, {:.3f}]".format(*results[split]["calibration"]["ci95"])
+                if "ci95" in results[split]["calibration"] else "")
+             for split in ("test", "val") if "calibration" in results.get(split, {})]
+  if figures:
+    bins = results["test"]["calibration"]["bins"]
+    lines += ["", f"Expected calibration error (top label, {bins} equal-width confidence bins; "
+              f"0 is perfectly calibrated): " + ", ".join(figures) + ". See calibration.png."]
+  return lines
+
+
+def _confusion_lines(caption: str, class_names, matrix) -> list[str]:
+  lines = ["", f"{caption}:", "",
+           "| | " + " | ".join(f"{c} pred." for c in class_names) + " |",
+           "|---" * (len(class_names) + 1) + "|"]
+  for name, row in zip(class_names, matrix):
+    lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+  return lines
 
 
 def _runtime_lines(runtime: dict) -> list[str]:

@@ -74,19 +74,28 @@ class MobileNet(nnx.Module):
       self.num_features = num_classes
     self.width = width_in
 
-  def __call__(self, x, train: bool = False, dropout_key=None):
+  def conv_features(self, x, train: bool = False):
+    """The last pointwise block's output, conv_pw_13_relu: (N, s, s, 1024)."""
     x = _relu6(self.conv1_bn(self.conv1(x), use_running_average=not train))
     for block in range(1, len(MOBILENET_BLOCKS) + 1):
       x = getattr(self, f"conv_dw_{block}")(x)
       x = _relu6(getattr(self, f"conv_dw_{block}_bn")(x, use_running_average=not train))
       x = getattr(self, f"conv_pw_{block}")(x)
       x = _relu6(getattr(self, f"conv_pw_{block}_bn")(x, use_running_average=not train))
+    return x
+
+  def pool(self, feature_map, train: bool = False, dropout_key=None):
+    """conv_pw_13_relu's map -> what the network returns: the map itself without the top (the
+    head flattens it), or the top's logits."""
     if not self.include_top:
-      return x
-    x = jnp.mean(x, axis=(1, 2), keepdims=True)  # GlobalAveragePooling2D(keepdims=True)
+      return feature_map
+    x = jnp.mean(feature_map, axis=(1, 2), keepdims=True)  # GlobalAveragePooling2D(keepdims=True)
     x = self.dropout(x, deterministic=not (train and dropout_key is not None), rngs=dropout_key)
     x = self.conv_preds(x)
     return x.reshape(x.shape[0], -1)
+
+  def __call__(self, x, train: bool = False, dropout_key=None):
+    return self.pool(self.conv_features(x, train), train, dropout_key)
 
 
 @register_backbone("mobilenet")

@@ -108,15 +108,24 @@ class ResNet(nnx.Module):
     self.fc = (layers.torch_linear(in_ch, num_classes, dtype=dtype, rngs=rngs)
                if num_classes else None)
 
-  def __call__(self, x, train: bool = False):
+  def conv_features(self, x, train: bool = False):
+    """The last convolutional stage's output, layer4's (N, H/32, W/32, 512) map (H/8 for the
+    cifar stem), before pooling."""
     x = self.ops.store(nnx.relu(self.bn1(self.conv1(x), use_running_average=not train)))
     if self.stem == "imagenet":
       x = self.ops.max_pool_3x3_s2(x)
     for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
       for block in stage:
         x = block(x, train)
-    x = jnp.mean(x, axis=(1, 2))  # adaptive average pool to 1x1, then flatten
+    return x
+
+  def pool(self, feature_map):
+    """layer4's map -> what the network returns: pooled features, or `fc`'s logits."""
+    x = jnp.mean(feature_map, axis=(1, 2))  # adaptive average pool to 1x1, then flatten
     return self.fc(x) if self.fc is not None else x
+
+  def __call__(self, x, train: bool = False):
+    return self.pool(self.conv_features(x, train))
 
 
 def resnet18(**kwargs) -> ResNet:

@@ -47,27 +47,43 @@ class VGG16(nnx.Module):
     side = image_size // 2 ** len(VGG16_BLOCKS)
     if side < 1:
       raise ValueError(f"VGG16 needs input.image_size >= 32 (five 2x2 pools), got {image_size}")
-    self.conv_features = side * side * width_in
+    self.flat_features = side * side * width_in  # the last pooled map, flattened
     if include_top:
-      self.fc1 = layers.keras_dense(self.conv_features, 4096, dtype=dtype, rngs=rngs)
+      self.fc1 = layers.keras_dense(self.flat_features, 4096, dtype=dtype, rngs=rngs)
       self.fc2 = layers.keras_dense(4096, 4096, dtype=dtype, rngs=rngs)
       self.predictions = layers.keras_dense(4096, num_classes, dtype=dtype, rngs=rngs)
       self.num_features = num_classes
     else:
-      self.num_features = self.conv_features
+      self.num_features = self.flat_features
 
-  def __call__(self, x, train: bool = False):
+  def conv_features(self, x, train: bool = False):
+    """The last convolutional layer's output, block5_conv3 after its ReLU (the layer Keras'
+    Grad-CAM example explains): (N, image_size//16, image_size//16, 512), before block5_pool."""
     del train  # No BatchNorm nor dropout: train and inference are the same function.
-    for names in self.blocks:
+    for block, names in enumerate(self.blocks):
+      if block:
+        x = _max_pool_2x2(x)
       for name in names:
         x = nnx.relu(getattr(self, name)(x))
-      x = nnx.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+    return x
+
+  def pool(self, feature_map):
+    """block5_conv3's map -> what the network returns: block5_pool's map, or the top's logits."""
+    x = _max_pool_2x2(feature_map)
     if not self.include_top:
       return x
     x = x.reshape(x.shape[0], -1)  # NHWC flattened in H, W, C order, as keras Flatten does.
     x = nnx.relu(self.fc1(x))
     x = nnx.relu(self.fc2(x))
     return self.predictions(x)
+
+  def __call__(self, x, train: bool = False):
+    return self.pool(self.conv_features(x, train))
+
+
+def _max_pool_2x2(x):
+  """The 2x2/2 max-pool that ends every block (block1_pool ... block5_pool)."""
+  return nnx.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
 
 
 @register_backbone("vgg16")

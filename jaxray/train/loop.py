@@ -12,10 +12,11 @@ import ml_collections
 from tqdm import tqdm
 
 from jaxray import assembly
-from jaxray.data import pipeline
-from jaxray.evaluate import final
+from jaxray.data import pipeline, splits
+from jaxray.evaluate import final, threshold
 from jaxray.evaluate.predictions import predict, summary
-from jaxray.train import checkpoint, faults, mesh as mesh_lib, steps, workdir as workdir_lib
+from jaxray.train import (checkpoint, events, faults, mesh as mesh_lib, steps,
+                          workdir as workdir_lib)
 
 
 def train_epoch(run, metrics, batches, *, total=None, description=None, show=True):
@@ -47,6 +48,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
   """Runs (or resumes, or reports) the experiment `config` in `workdir`; returns results.json."""
   workdir = pathlib.Path(workdir).expanduser()
   chief = workdir_lib.is_chief()
+  threshold.check_config(**config.evaluation.threshold)  # not after the training it would end
   workdir_lib.check(workdir, config)
   finished = workdir_lib.finished_results(workdir, config)
   if finished is not None:
@@ -59,6 +61,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
   if chief:
     print(f"Dataset {config.dataset.name}: "
           + ", ".join(f"{role} {len(source)}" for role, source in run.splits.items()))
+    if run.data_record:
+      print(splits.describe(run.data_record))
   workdir_lib.write_config(workdir, config)  # only once the data and the model are usable
 
   manager = checkpoint.manager(workdir, config.selection.metric, config.selection.mode)
@@ -70,6 +74,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
     if chief:
       print(f"Resuming {workdir} after epoch {start_epoch} of {config.num_epochs}.")
   runtime_by_epoch = workdir_lib.record_runtime(workdir, run.runtime, start_epoch + 1)
+  tensorboard = events.EpochWriter(workdir, first_epoch=start_epoch + 1)
 
   epochs = tqdm(range(start_epoch + 1, config.num_epochs + 1), desc="epochs",
                 initial=start_epoch, total=config.num_epochs, disable=not chief)
@@ -93,12 +98,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None
     try:
       # metrics.jsonl first: a resume keeps only the epochs whose checkpoint completed.
       workdir_lib.write_history(workdir, history)
+      tensorboard.write(record)
       checkpoint.save(manager, epoch, run.state, record)
       faults.kill_point("checkpoint_save", epoch)  # while orbax writes in the background
     except (OSError, ValueError) as error:  # orbax reports a full disk as a ValueError
       raise faults.disk_full_error(error, workdir, manager.latest_step()) from error
     epochs.set_postfix(train_acc=f"{record['train_accuracy']:.3f}",
                        val_acc=f"{record['val_accuracy']:.3f}")
+  tensorboard.close()
   try:
     manager.wait_until_finished()
   except (OSError, ValueError) as error:

@@ -19,7 +19,10 @@ def check(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
   """Refuses a workdir that holds a run with another configuration, before anything is written."""
   path = workdir / "config.json"
   if path.exists():
-    previous = json.loads(path.read_text())
+    # Fields added to jaxray since the run was made count with their defaults, which keep the
+    # behaviour of before: a run of an older version resumes.
+    from jaxray import config as config_lib
+    previous = json.loads(config_lib.from_workdir(workdir).to_json())
     current = json.loads(config.to_json())
     changed = sorted(k for k in set(previous) | set(current)
                      if k != "num_epochs" and previous.get(k) != current.get(k))

@@ -1,0 +1,216 @@
+"""python -m jaxray.predict --workdir=RUN image_or_folder... [--gradcam=DIR] [--output=FILE.csv]
+
+Classifies image files with a finished run: the checkpoint its selection chose, its config, and
+the decision threshold its evaluation chose on validation (argmax for multi-class runs). Each
+file goes through exactly what training's data did: read and stored as dataset preparation
+stores it (any size, mode or format preparation accepts), then resized and normalised as the
+evaluation's input pipeline does. A file that cannot be read is skipped with its reason; the
+others are still predicted. Results are printed and written to a CSV (never over an existing
+file); `--gradcam=DIR` also writes a Grad-CAM overlay per image.
+"""
+
+import csv
+import json
+import pathlib
+import sys
+
+from absl import app, flags
+from absl import logging as absl_logging
+
+from jaxray import cli
+
+flags.DEFINE_string("workdir", None, "The folder of a finished run (python -m jaxray.main's "
+                    "--workdir): its config.json, results.json and checkpoints.")
+flags.DEFINE_string("output", None, "CSV to write (default: predictions.csv in --workdir, or "
+                    "predictions_2.csv, ... if that exists). An existing file is never replaced.")
+flags.DEFINE_string("gradcam", None, "Also write a Grad-CAM overlay per image into this folder "
+                    "(for the class decided).")
+flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
+flags.DEFINE_enum("platform", None, ["cpu", "gpu", "tpu"], "Run on this platform only "
+                  "(default: JAX's choice, the GPU when there is one).")
+FLAGS = flags.FLAGS
+
+
+def collect(paths) -> tuple[list[pathlib.Path], list[tuple[pathlib.Path, str]]]:
+  """(files to read, [(path, why it is skipped)]): folders are searched recursively, in sorted
+  order; hidden files are left out, any other file is tried (its suffix decides nothing)."""
+  files, skipped = [], []
+  for given in paths:
+    path = pathlib.Path(given).expanduser()
+    if path.is_dir():
+      found = sorted(p for p in path.rglob("*")
+                     if p.is_file() and not any(part.startswith(".")
+                                                for part in p.relative_to(path).parts))
+      if not found:
+        skipped.append((path, "folder holds no files"))
+      files.extend(found)
+    elif path.is_file():
+      files.append(path)
+    else:
+      skipped.append((path, "no such file or folder"))
+  return files, skipped
+
+
+def read(files) -> tuple[list[dict], list[tuple[pathlib.Path, str]]]:
+  """Each readable file as a prepared example ({"image": stored pixels, "label": 0, "path"});
+  the others with the reason, as dataset preparation gives it."""
+  from jaxray.data import images
+  examples, skipped = [], []
+  for path in files:
+    pixels, reason = images.try_read(path)
+    if pixels is None:
+      skipped.append((path, reason))
+    else:
+      examples.append({"image": pixels, "label": 0, "path": path})
+  return examples, skipped
+
+
+def load_run(workdir: pathlib.Path, batch_size: int):
+  """(assembled run holding the selected checkpoint's state, results.json's content)."""
+  from jaxray import assembly, config as config_lib
+  from jaxray.train import checkpoint
+  config = config_lib.from_workdir(workdir)
+  results_path = workdir / "results.json"
+  if not results_path.is_file():
+    raise FileNotFoundError(
+        f"{results_path} does not exist: the run in {workdir} has not finished. Run its "
+        f"python -m jaxray.main command again to finish it, then predict.")
+  results = json.loads(results_path.read_text())
+  run = assembly.assemble_for_inference(config, results["class_names"], batch_size)
+  manager = checkpoint.manager(workdir, config.selection.metric, config.selection.mode)
+  epoch = results["selected_epoch"]
+  if epoch not in manager.all_steps():
+    raise FileNotFoundError(f"{workdir / 'checkpoints'} has no checkpoint of epoch {epoch}, "
+                            f"the one results.json selected.")
+  run.state = checkpoint.restore(manager, epoch, run.state)
+  manager.close()
+  return run, results
+
+
+def threshold_record(results: dict) -> dict:
+  """The run's decision rule: the validation threshold of a binary run, else argmax."""
+  record = results.get("threshold")
+  if record is None:  # a run made before thresholds were chosen
+    return {"rule": "argmax", "value": None, "reason": "the run chose no threshold"}
+  return record
+
+
+def free_path(path: pathlib.Path) -> pathlib.Path:
+  """`path`, or `stem_2.suffix`, `stem_3.suffix`, ...: the first that does not exist."""
+  candidate, number = path, 1
+  while candidate.exists():
+    number += 1
+    candidate = path.with_name(f"{path.stem}_{number}{path.suffix}")
+  return candidate
+
+
+def main(argv):
+  paths = argv[1:]
+  if not FLAGS["verbosity"].present:
+    absl_logging.set_verbosity(absl_logging.WARNING)
+  if not FLAGS.workdir:
+    cli.fail("--workdir is required: the folder of a finished run, e.g. --workdir=runs/demo")
+  if not paths:
+    cli.fail("name at least one image or folder after the flags, e.g. "
+          "python -m jaxray.predict --workdir=runs/demo my_xrays/")
+  workdir = pathlib.Path(FLAGS.workdir).expanduser()
+  output = pathlib.Path(FLAGS.output).expanduser() if FLAGS.output else None
+  if output is not None and output.exists():
+    cli.fail(f"--output={output} exists; it is not replaced. Name another file.")
+  from jaxray import config as config_lib, runtime
+  try:
+    config = config_lib.from_workdir(workdir)
+    runtime.configure_process(config.runtime, runtime.intended_platform(FLAGS.platform))
+  except (ValueError, FileNotFoundError) as error:
+    cli.fail(error)
+
+  import jax
+  if FLAGS.platform:
+    jax.config.update("jax_platforms", FLAGS.platform)
+  import numpy as np
+  from jaxray.evaluate import predictions as predictions_lib
+
+  files, skipped = collect(paths)
+  examples, unreadable = read(files)
+  skipped += unreadable
+  for path, reason in skipped:
+    print(f"skipped {path}: {reason}", file=sys.stderr)
+  try:
+    run, results = load_run(workdir, FLAGS.batch_size)
+  except (ValueError, FileNotFoundError) as error:
+    cli.fail(error)
+  class_names = run.class_names
+  rule = threshold_record(results)
+  if examples:
+    predicted = predictions_lib.predict(run, examples, "predict")
+    probabilities = predicted["probabilities"]
+    decisions = decide(probabilities, rule)
+  else:
+    probabilities, decisions = np.zeros((0, len(class_names))), np.zeros((0,), int)
+
+  rows = []
+  for example, p, decision in zip(examples, probabilities, decisions):
+    rows.append({"file": str(example["path"]), "status": "ok", "reason": "",
+                 **{f"p_{name}": f"{value:.6f}" for name, value in zip(class_names, p)},
+                 "decision": class_names[decision], "rule": rule["rule"],
+                 "threshold": "" if rule.get("value") is None else f"{rule['value']:.6f}"})
+  for path, reason in skipped:
+    rows.append({"file": str(path), "status": "skipped", "reason": reason,
+                 **{f"p_{name}": "" for name in class_names}, "decision": "", "rule": "",
+                 "threshold": ""})
+
+  print(f"\n{len(examples)} image(s) predicted with {workdir} (epoch "
+        f"{results['selected_epoch']}; decision: {_rule_text(rule)}), {len(skipped)} skipped.")
+  for row in rows[:len(examples)]:
+    figures = ", ".join(f"{name} {row[f'p_{name}']}" for name in class_names)
+    print(f"{row['decision']:>12}  {figures}  {row['file']}")
+  output = output or free_path(workdir / "predictions.csv")
+  output.parent.mkdir(parents=True, exist_ok=True)
+  with open(output, "x", newline="") as file:
+    writer = csv.DictWriter(file, fieldnames=list(rows[0]) if rows else ["file"])
+    writer.writeheader()
+    writer.writerows(rows)
+  print(f"predictions: {output}")
+  if FLAGS.gradcam and examples:
+    written = write_gradcam(run, examples, decisions, pathlib.Path(FLAGS.gradcam).expanduser())
+    print(f"Grad-CAM overlays: {len(written)} in {FLAGS.gradcam}")
+
+
+def decide(probabilities, rule: dict):
+  from jaxray.evaluate import threshold
+  return threshold.decide(probabilities, rule)
+
+
+def _rule_text(rule: dict) -> str:
+  if rule.get("value") is None:
+    return "argmax"
+  return f"{rule['rule']} threshold {rule['value']:.4f} chosen on validation"
+
+
+def write_gradcam(run, examples, decisions, folder: pathlib.Path) -> list[pathlib.Path]:
+  """One overlay PNG per image, for the class decided; existing files are never replaced."""
+  import numpy as np
+  from jaxray.data import pipeline
+  from jaxray.evaluate import gradcam
+  folder.mkdir(parents=True, exist_ok=True)
+  to_input = pipeline.ToModelInput(run.config.input.image_size)
+  written = []
+  for start in range(0, len(examples), run.eval_batch_size):
+    chunk = examples[start:start + run.eval_batch_size]
+    inputs = np.stack([to_input.map_with_index(i, e)["image"] for i, e in enumerate(chunk)])
+    classes = np.asarray(decisions[start:start + len(chunk)])
+    maps = gradcam.heatmaps(run.graphdef, run.state, run.config, inputs, classes)
+    for example, image, heatmap, c in zip(chunk, inputs, maps, classes):
+      path = free_path(folder / f"{example['path'].stem}_gradcam.png")
+      gradcam.save_overlay(image[..., 0], heatmap, path,
+                           f"{example['path'].name}: {run.class_names[c]}")
+      written.append(path)
+  return written
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

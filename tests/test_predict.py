@@ -1,0 +1,105 @@
+"""python -m jaxray.predict: a finished run classifies files as its evaluation did."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxray import assembly, config as config_lib
+from jaxray.evaluate.predictions import Subset, predict
+from jaxray.train import checkpoint, loop
+
+
+@pytest.fixture(scope="module")
+def finished_run(prepared_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("run")
+  config = config_lib.apply_overrides(config_lib.load("demo"), [
+      "input.image_size=32", "input.batch_size=64", "input.eval_batch_size=128",
+      f"dataset.prepared_dir={prepared_dir}", "evaluation.bootstrap_samples=20",
+      "evaluation.tsne_max_train=32", "num_epochs=1"])
+  results = loop.train_and_evaluate(config, workdir)
+  return workdir, config, results
+
+
+def _predict(*args):
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "GLIBC_TUNABLES")}
+  return subprocess.run([sys.executable, "-m", "jaxray.predict", *map(str, args)], env=env,
+                        capture_output=True, text=True, timeout=600)
+
+
+def test_a_folder_with_a_bad_file_is_predicted_as_the_evaluation_did(finished_run, tmp_path):
+  workdir, config, results = finished_run
+  run = assembly.assemble(config)
+  manager = checkpoint.manager(workdir, config.selection.metric, config.selection.mode)
+  run.state = checkpoint.restore(manager, results["selected_epoch"], run.state)
+  manager.close()
+  chosen = [0, 1, 2, 3]
+  expected = predict(run, Subset(run.splits["test"], chosen))["probabilities"]
+
+  folder = tmp_path / "xrays"
+  (folder / "nested").mkdir(parents=True)
+  names = []
+  for k, index in enumerate(chosen):  # lossless files of the stored pixels, in other modes
+    pixels = np.asarray(run.splits["test"][index]["image"])[..., 0]
+    image = Image.fromarray(pixels)
+    if k == 1:
+      image = image.convert("RGB")  # a colour file of a grayscale picture
+    if k == 2:
+      image = image.convert("LA")  # grayscale with an (opaque) alpha channel
+    name = f"{'nested/' if k == 3 else ''}image{k}.{'bmp' if k == 3 else 'png'}"
+    image.save(folder / name)
+    names.append(name)
+  (folder / "notes.txt").write_text("not an image")
+  (folder / "empty.jpeg").write_bytes(b"")
+  gradcam_dir = tmp_path / "gradcam"
+
+  result = _predict(f"--workdir={workdir}", folder, tmp_path / "missing.png",
+                    f"--gradcam={gradcam_dir}")
+  assert result.returncode == 0, result.stderr
+  assert "skipped" in result.stderr and "notes.txt: not an image" in result.stderr
+  with open(workdir / "predictions.csv") as file:
+    rows = {os.path.relpath(r["file"], folder): r for r in csv.DictReader(file)}
+  assert rows["notes.txt"]["status"] == "skipped"
+  assert rows["notes.txt"]["reason"].startswith("not an image")
+  assert rows["empty.jpeg"]["reason"].startswith("empty file")
+  assert rows[os.path.relpath(tmp_path / "missing.png", folder)]["reason"] == (
+      "no such file or folder")
+  threshold = results["threshold"]
+  for name, p in zip(names, expected):
+    row = rows[name]
+    assert row["status"] == "ok"
+    got = [float(row["p_NORMAL"]), float(row["p_PNEUMONIA"])]
+    np.testing.assert_allclose(got, p, atol=2e-6)  # the CSV keeps 6 decimals
+    if threshold["value"] is None:
+      want = "PNEUMONIA" if p[1] > p[0] else "NORMAL"
+    else:
+      want = "PNEUMONIA" if p[1] >= threshold["value"] else "NORMAL"
+      assert float(row["threshold"]) == pytest.approx(threshold["value"], abs=1e-6)
+    assert row["decision"] == want
+  assert sorted(p.name for p in gradcam_dir.iterdir()) == sorted(
+      f"image{k}_gradcam.png" for k in range(4))
+
+  again = _predict(f"--workdir={workdir}", folder / "image0.png")
+  assert again.returncode == 0, again.stderr
+  assert (workdir / "predictions_2.csv").exists()  # the first CSV is kept
+
+
+def test_bad_requests_are_clear_errors(finished_run, tmp_path):
+  workdir, _, _ = finished_run
+  nowhere = _predict(f"--workdir={tmp_path / 'nothing'}", tmp_path)
+  assert nowhere.returncode == 2 and "config.json does not exist" in nowhere.stderr
+  existing = tmp_path / "out.csv"
+  existing.write_text("mine")
+  refused = _predict(f"--workdir={workdir}", f"--output={existing}", tmp_path)
+  assert refused.returncode == 2 and "is not replaced" in refused.stderr
+  assert existing.read_text() == "mine"
+  unfinished = tmp_path / "unfinished"
+  unfinished.mkdir()
+  (unfinished / "config.json").write_text((workdir / "config.json").read_text())
+  result = _predict(f"--workdir={unfinished}", tmp_path)
+  assert result.returncode == 2 and "has not finished" in result.stderr
