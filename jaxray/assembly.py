@@ -15,7 +15,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from jaxray import data, models, ops as ops_lib, runtime
 from jaxray.data import pipeline, splits as splits_lib
-from jaxray.train import mesh as mesh_lib, optimizer, steps
+from jaxray.train import balance, mesh as mesh_lib, optimizer, steps
 
 
 @dataclasses.dataclass
@@ -37,6 +37,9 @@ class Run:
   eval_batch_size: int  # every split is evaluated with this one compiled batch shape
   # how the splits were made (jaxray.data.splits.select); empty for splits given in memory
   data_record: dict = dataclasses.field(default_factory=dict)
+  # the train split's labels when class_balance needs them (balanced sampling), else None
+  train_labels: Any = None
+  balance_record: dict = dataclasses.field(default_factory=dict)  # jaxray.train.balance.record
 
   @property
   def replicated(self) -> NamedSharding:
@@ -64,7 +67,7 @@ def load_splits(config: ml_collections.ConfigDict, data_dir=None):
     multihost_utils.sync_global_devices("jaxray: dataset prepared")
     sources, info = loaded or load()
   splits, record = splits_lib.select(sources, config.dataset)
-  return splits, tuple(info.features["label"].names), record
+  return splits, data.class_names(config.dataset.name, config.dataset.config, info), record
 
 
 def assemble(config: ml_collections.ConfigDict, data_dir=None, *,
@@ -85,9 +88,18 @@ def assemble(config: ml_collections.ConfigDict, data_dir=None, *,
 
   steps_per_epoch = pipeline.steps_per_epoch(len(splits["train"]), config.input.batch_size,
                                              config.input.drop_remainder, mesh.size)
+  balance.check(config.class_balance)
+  train_labels = weights = None
+  if balance.needs_labels(config.class_balance):
+    train_labels = balance.read_labels(splits["train"])
+    if config.class_balance.loss_weights == "balanced":
+      weights = balance.loss_weights(train_labels, len(class_names))
   run = _network(config, mesh, splits, class_names, steps_per_epoch, eval_batch_size,
-                 load_weights=True)
+                 load_weights=True, class_weights=weights)
   run.data_record = data_record
+  run.train_labels = train_labels
+  run.balance_record = balance.record(config.class_balance, train_labels, len(class_names),
+                                      weights)
   return run
 
 
@@ -102,7 +114,7 @@ def assemble_for_inference(config: ml_collections.ConfigDict, class_names: Seque
 
 
 def _network(config, mesh, splits, class_names, steps_per_epoch, eval_batch_size, *,
-             load_weights: bool) -> Run:
+             load_weights: bool, class_weights=None) -> Run:
   """The model, optimizer, replicated state and jitted steps of a run, on `mesh`."""
   backend = jax.default_backend()
   record = runtime.record(config.runtime, backend)
@@ -120,7 +132,7 @@ def _network(config, mesh, splits, class_names, steps_per_epoch, eval_batch_size
   replicated = mesh_lib.replicated(mesh)
   state = jax.device_put(state, replicated)
   train_step, eval_step = steps.jit_steps(graphdef, tx, config, replicated,
-                                          mesh_lib.data_sharded(mesh), kernels)
+                                          mesh_lib.data_sharded(mesh), kernels, class_weights)
   return Run(config=config, mesh=mesh, splits=dict(splits), class_names=tuple(class_names),
              runtime=record, ops=kernels, graphdef=graphdef, tx=tx, state=state,
              train_step=train_step, eval_step=eval_step, steps_per_epoch=steps_per_epoch,

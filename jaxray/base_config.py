@@ -70,6 +70,10 @@ def get_config() -> ml_collections.ConfigDict:
       decay_epochs=(),  # piecewise_constant: epochs after which the rate is multiplied ...
       decay_factor=0.1,  # ... by this factor
   )
+  config.class_balance = dict(  # for imbalanced training splits (Kermany: 3 pneumonia to 1 normal)
+      loss_weights="none",  # "none", or "balanced": class c weighs n / (C n_c) in the train loss
+      sampling="shuffle",  # "shuffle" (each image once an epoch) or "balanced" (classes equally often)
+  )
   config.num_epochs = 5  # training epochs; the only field that may grow when a run resumes
   config.stop_on_nonfinite_loss = True  # a NaN/inf train or val loss stops the run, unsaved
   config.selection = dict(

@@ -35,13 +35,40 @@ def default_prepared_dir() -> str:
   return os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
 
 
+def label_view(name: str, config: str | None) -> str | None:
+  """The stored feature that serves as the label under dataset config `config`, when that config
+  is a view of the prepared data rather than a TFDS builder config (e.g. chest_xray "3class":
+  the pneumonia subtype, stored at preparation, becomes the label; nothing is prepared again)."""
+  return getattr(BUILDERS.get(name), "LABEL_VIEWS", {}).get(config or "")
+
+
 def get_builder(name: str, prepared_dir: str | None = None, config: str | None = None):
   if name not in BUILDERS:
     raise ValueError(f"Unknown dataset.name {name!r}; available: {sorted(BUILDERS)}")
   kwargs = dict(data_dir=prepared_dir or default_prepared_dir(), file_format="array_record")
-  if config:
+  if config and not label_view(name, config):
     kwargs["config"] = config
   return BUILDERS[name](**kwargs)
+
+
+class Relabeled:
+  """A random-access source whose "label" is another stored class feature (`label_view`)."""
+
+  def __init__(self, source, feature: str):
+    self.source, self.feature = source, feature
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitem__(self, i):
+    example = dict(self.source[i])
+    example["label"] = example[self.feature]
+    return example
+
+
+def class_names(name: str, config: str | None, info) -> tuple[str, ...]:
+  """The class names of dataset `name` under `config`, in label order."""
+  return tuple(info.features[label_view(name, config) or "label"].names)
 
 
 def _check_source(builder, manual_dir: str | None) -> None:
@@ -97,7 +124,11 @@ def load(name: str, data_dir: str | None = None, prepared_dir: str | None = None
       (pathlib.Path(builder.data_dir) / _SOURCE_FILE).write_text(json.dumps(
           {"manual_dir": str(pathlib.Path(manual_dir).expanduser().resolve())}))
   _check_label_names(builder)
-  return builder.as_data_source(), builder.info
+  sources = builder.as_data_source()
+  feature = label_view(name, config)
+  if feature:
+    sources = {split: Relabeled(source, feature) for split, source in sources.items()}
+  return sources, builder.info
 
 
 def _check_label_names(builder) -> None:

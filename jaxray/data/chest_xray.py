@@ -71,6 +71,9 @@ class ChestXray(summary.Summarized, tfds.core.GeneratorBasedBuilder):
                    "2.0.0": "Raw uint8 pixels instead of PNG: the same pixels, no decoding."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
   validate_manual_dir = staticmethod(find_root)
+  # dataset.config "3class": Kermany et al.'s second task, normal / bacterial / viral pneumonia,
+  # read from the stored subtype (jaxray.data.label_view); the prepared data is the same.
+  LABEL_VIEWS = {"3class": "subtype"}
 
   def _info(self):
     return self.dataset_info_from_configs(

@@ -73,23 +73,58 @@ def steps_per_epoch(num_examples: int, batch_size: int, drop_remainder: bool = F
   return num_examples // batch_size + (last > 0)
 
 
+def balanced_order(labels: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+  """Class-balanced sampling: an epoch of len(labels) example indices, drawn with replacement
+  with every class equally likely (PyTorch's WeightedRandomSampler with weights 1 / n_class).
+
+  A pure function of (seed, epoch), like the shuffle, so a resumed run draws the same epoch.
+  The minority class's images then appear several times an epoch and some of the majority's not
+  at all; the epoch keeps its length, so epochs stay comparable with unbalanced runs.
+  """
+  labels = np.asarray(labels)
+  classes, counts = np.unique(labels, return_counts=True)
+  weight = np.zeros(labels.shape, np.float64)
+  for c, n in zip(classes, counts):
+    weight[labels == c] = 1.0 / (len(classes) * n)
+  rng = np.random.default_rng(_epoch_seed(seed, epoch))
+  return rng.choice(len(labels), size=len(labels), replace=True, p=weight / weight.sum())
+
+
+class _Ordered:
+  """`source` read in the order `indices` (a sampled epoch)."""
+
+  def __init__(self, source, indices):
+    self.source, self.indices = source, indices
+
+  def __len__(self):
+    return len(self.indices)
+
+  def __getitem__(self, i):
+    return self.source[int(self.indices[i])]
+
+
 def train_batches(source, *, batch_size: int, image_size: int, seed: int, epoch: int,
                   drop_remainder: bool = False, multiple: int = 1, num_threads: int = 2,
-                  prefetch: int = 4) -> Iterator[dict]:
+                  prefetch: int = 4, order: np.ndarray | None = None) -> Iterator[dict]:
   """One epoch of shuffled training batches (this process's share of each global batch).
 
   Every batch has `batch_size` examples but the last, which has
   `last_batch_size(len(source), batch_size, drop_remainder, multiple)` (the train step compiles
-  once more for it).
+  once more for it). `order` replaces the shuffle with an epoch of sampled indices
+  (`balanced_order`), of the same length.
   """
   full_steps = len(source) // batch_size
   last = last_batch_size(len(source), batch_size, drop_remainder, multiple)
   if full_steps == 0:
     raise ValueError(f"The training split has {len(source)} examples, fewer than one batch of "
                      f"{batch_size}; lower the batch size (--set input.batch_size=...).")
-  dataset = (grain.MapDataset.source(source)
-             .map_with_index(ToModelInput(image_size))
-             .shuffle(seed=_epoch_seed(seed, epoch)))
+  if order is None:
+    dataset = (grain.MapDataset.source(source)
+               .map_with_index(ToModelInput(image_size))
+               .shuffle(seed=_epoch_seed(seed, epoch)))
+  else:
+    dataset = grain.MapDataset.source(_Ordered(source, order)).map_with_index(
+        ToModelInput(image_size))
   # Global batch s is positions [s * B, (s + 1) * B) of the shuffled epoch whatever the number of
   # processes; process p reads the p-th contiguous block of it. Contiguous, not strided: the
   # global batch is then the same array in the same order on one process or many, so every

@@ -49,6 +49,7 @@ def evaluate_and_report(run, workdir: pathlib.Path, history: list[dict], selecte
       "mean_train_seconds": float(np.mean([h["train_seconds"] for h in history])),
       "reference": config.reference.to_dict(),
       "data": run.data_record,  # how train, val and test were made (jaxray.data.splits)
+      "class_balance": run.balance_record,  # loss weights and sampling (jaxray.train.balance)
   }
   for split in ("val", "test"):
     p = predictions[split]

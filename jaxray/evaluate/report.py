@@ -27,6 +27,7 @@ def write(path, results: dict, history: list[dict], reference: dict) -> None:
        "Run exactly as the experiment file declares it."),
       "",
       *([splits.describe(results["data"]), ""] if results.get("data") else []),
+      *_balance_lines(results.get("class_balance"), results["class_names"]),
       f"## Test set ({test['num_examples']} images)",
       "",
       *_test_table(test, reference),
@@ -81,6 +82,21 @@ def write(path, results: dict, history: list[dict], reference: dict) -> None:
               "on the failure cases above and on a seeded sample of correct test cases:", "",
               "![Grad-CAM on correct test cases](gradcam_correct.png)", ""]
   pathlib.Path(path).write_text("\n".join(lines))
+
+
+def _balance_lines(balance: dict | None, class_names) -> list[str]:
+  """One line on class_balance, when the run used it (jaxray/train/balance.py)."""
+  if not balance or (balance["loss_weights"] is None and balance["sampling"] == "shuffle"):
+    return []
+  parts = []
+  if balance["loss_weights"]:
+    parts.append("loss weights " + ", ".join(
+        f"{name} {w:.3f}" for name, w in zip(class_names, balance["loss_weights"])))
+  if balance["sampling"] == "balanced":
+    parts.append("class-balanced sampling (each class drawn equally often, with replacement)")
+  counts = ", ".join(f"{name} {n}" for name, n in zip(class_names,
+                                                      balance["train_class_counts"]))
+  return [f"Class balance: {'; '.join(parts)}; training images per class: {counts}.", ""]
 
 
 def _fmt_threshold(value: float) -> str:

@@ -37,10 +37,13 @@ def epoch_batches(run, epoch: int):
   """The training batches of `epoch`: a pure function of (seed, epoch), so resuming needs no
   input-pipeline state."""
   config = run.config
+  order = (pipeline.balanced_order(run.train_labels, config.seed, epoch)
+           if config.class_balance.sampling == "balanced" else None)
   return pipeline.train_batches(run.splits["train"], batch_size=config.input.batch_size,
                                 image_size=config.input.image_size, seed=config.seed,
                                 epoch=epoch, drop_remainder=config.input.drop_remainder,
-                                multiple=run.mesh.size, num_threads=config.input.num_threads)
+                                multiple=run.mesh.size, num_threads=config.input.num_threads,
+                                order=order)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir, data_dir=None,

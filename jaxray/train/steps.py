@@ -75,8 +75,20 @@ def zero_metrics():
           "count": jnp.zeros((), jnp.int32)}
 
 
-def train_step(state: TrainState, batch, metrics, *, graphdef, tx, cfg, ops):
-  """One optimizer step; `metrics` accumulates on the device (no host sync per step)."""
+def weighted_mean(losses, labels, class_weights=None):
+  """The batch loss: the plain mean, or with `class_weights` (one per class) PyTorch's
+  `CrossEntropyLoss(weight=w)`: sum_i w[y_i] l_i / sum_i w[y_i]. Dividing by the weights' sum
+  keeps the loss's scale, and so the learning rate's meaning, whatever the batch's classes."""
+  if class_weights is None:
+    return losses.mean()
+  weights = jnp.asarray(class_weights, jnp.float32)[labels]
+  return (weights * losses).sum() / weights.sum()
+
+
+def train_step(state: TrainState, batch, metrics, *, graphdef, tx, cfg, ops, class_weights=None):
+  """One optimizer step; `metrics` accumulates on the device (no host sync per step).
+
+  `class_weights` (one per class, or None) weight the loss (`weighted_mean`)."""
   step_key = jax.random.fold_in(state.rng, state.step)
   augment_key, dropout_key = jax.random.split(step_key)
   images = model_inputs(batch["image"], cfg, augment_key, ops)
@@ -86,7 +98,8 @@ def train_step(state: TrainState, batch, metrics, *, graphdef, tx, cfg, ops):
     model = nnx.merge(graphdef, params, state.batch_stats, copy=True)
     logits = model(images, train=True, dropout_key=dropout_key)
     losses, probabilities = loss_and_probabilities(logits, labels, cfg.model.loss)
-    return losses.mean(), (probabilities, nnx.state(model, nnx.BatchStat))
+    return (weighted_mean(losses, labels, class_weights),
+            (probabilities, nnx.state(model, nnx.BatchStat)))
 
   (loss, (probabilities, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params)
@@ -109,10 +122,13 @@ def eval_step(state: TrainState, batch, *, graphdef, cfg):
           "label": batch["label"], "index": batch["index"], "mask": batch["mask"]}
 
 
-def jit_steps(graphdef, tx, cfg, state_sharding, data_sharding, ops: ops_lib.Ops = ops_lib.PLAIN):
+def jit_steps(graphdef, tx, cfg, state_sharding, data_sharding, ops: ops_lib.Ops = ops_lib.PLAIN,
+              class_weights=None):
   """The jitted steps, with the state replicated and the batch sharded over the mesh. `ops` is
-  what the augmentation uses (the model's own are in `graphdef`)."""
-  train = jax.jit(functools.partial(train_step, graphdef=graphdef, tx=tx, cfg=cfg, ops=ops),
+  what the augmentation uses (the model's own are in `graphdef`); `class_weights` weight the
+  training loss (None: unweighted)."""
+  train = jax.jit(functools.partial(train_step, graphdef=graphdef, tx=tx, cfg=cfg, ops=ops,
+                                    class_weights=class_weights),
                   in_shardings=(state_sharding, data_sharding, state_sharding),
                   out_shardings=(state_sharding, state_sharding), donate_argnums=(0, 2))
   evaluate = jax.jit(functools.partial(eval_step, graphdef=graphdef, cfg=cfg),

@@ -1,0 +1,53 @@
+"""Class imbalance: a class-weighted loss and class-balanced sampling (`config.class_balance`).
+
+Kermany's training split holds about three pneumonia images for each normal one, and report 000's
+runs flag half the healthy children (specificity 0.49-0.53); its future work names both remedies.
+Both are computed from the labels of the split that trains (after any validation carve-out), so
+the weights in results.json are the ones the loss used.
+"""
+
+import ml_collections
+import numpy as np
+from sklearn.utils import class_weight
+
+LOSS_WEIGHTS = ("none", "balanced")
+SAMPLING = ("shuffle", "balanced")
+
+
+def check(section: ml_collections.ConfigDict) -> None:
+  if section.loss_weights not in LOSS_WEIGHTS:
+    raise ValueError(f"class_balance.loss_weights must be one of {LOSS_WEIGHTS}, got "
+                     f"{section.loss_weights!r}")
+  if section.sampling not in SAMPLING:
+    raise ValueError(f"class_balance.sampling must be one of {SAMPLING}, got "
+                     f"{section.sampling!r}")
+
+
+def needs_labels(section: ml_collections.ConfigDict) -> bool:
+  return section.loss_weights != "none" or section.sampling != "shuffle"
+
+
+def read_labels(source) -> np.ndarray:
+  return np.array([int(source[i]["label"]) for i in range(len(source))], np.int64)
+
+
+def loss_weights(labels: np.ndarray, num_classes: int) -> tuple[float, ...]:
+  """n / (C n_c) per class (scikit-learn's "balanced" class weights): each class then carries
+  the same total weight in an epoch. A class with no training image cannot be weighted."""
+  counts = np.bincount(labels, minlength=num_classes)
+  if (counts == 0).any():
+    missing = [int(c) for c in np.flatnonzero(counts == 0)]
+    raise ValueError(f"class_balance.loss_weights='balanced': classes {missing} have no "
+                     f"training image, so they cannot be weighted.")
+  weights = class_weight.compute_class_weight("balanced", classes=np.arange(num_classes),
+                                              y=labels)
+  return tuple(float(w) for w in weights)
+
+
+def record(section: ml_collections.ConfigDict, labels: np.ndarray | None, num_classes: int,
+           weights: tuple[float, ...] | None) -> dict:
+  """What results.json says about the class balance of training."""
+  result = {"loss_weights": list(weights) if weights else None, "sampling": section.sampling}
+  if labels is not None:
+    result["train_class_counts"] = np.bincount(labels, minlength=num_classes).tolist()
+  return result
