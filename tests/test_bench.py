@@ -156,7 +156,13 @@ def test_reference_process_environment_drops_jaxrays_process_settings(monkeypatc
     (["--what=speed"], "--what: unknown 'speed'"),
     (["--what=recipe", "--epoch_experiment=resnet18_pneumoniamnist"],
      "pip install torch torchvision"),
-    (["--what=recipe", "--epoch_experiment=demo"], "resnet18_pneumoniamnist only"),
+    (["--what=recipe", "--epoch_experiment=demo"], "demo (dataset.name='synthetic')"),
+    (["--what=recipe", "--epoch_experiment=resnet18_pretrained"],
+     "model.pretrained.source='torchvision_resnet18'"),
+    (["--what=recipe", "--epoch_experiment=resnet18_scratch", "--set", "model.stem=cifar"],
+     "--epoch_experiment=resnet18_scratch (model.stem='cifar')"),
+    (["--what=recipe", "--epoch_experiment=resnet18_scratch_aug"],
+     "--data_dir=DIR with DIR/chest_xray/{train,val,test}/"),
     (["--set", "runtime.winogard=False"], "unknown field 'runtime.winogard'"),
     (["--set", "runtime.winograd=maybe"], "must be 'auto', True or False"),
 ])
@@ -205,3 +211,69 @@ def test_torch_reference_runs_in_its_own_process_with_the_users_malloc_settings(
   assert recipe["selected"]["metrics"]["accuracy"] == pytest.approx(
       recipe["last"]["metrics"]["accuracy"])  # one epoch: the selected model is the last
   assert "  epoch   1: train loss" in result.stdout  # the reference's progress, passed on
+
+
+def test_report_000_pytorch_recipe_runs_report_000s_experiments_only():
+  from jaxray.bench import reference_kermany
+  names = set(reference_kermany.experiments())
+  assert {"resnet18_scratch", "resnet18_scratch_aug", "resnet18_scratch_15ep"} <= names
+  # Pretrained weights, another dataset or task, or training the report did not do.
+  assert not names & {"resnet18_pretrained", "demo", "resnet18_pneumoniamnist",
+                      "vgg16_covid_binary", "mobilenet_covid_4class", "resnet18_3class"}
+
+
+def test_report_000_recipe_in_pytorch_keeps_the_epoch_jaxrays_rule_selects(tmp_path):
+  pytest.importorskip("torchvision")
+  raw = _write_kaggle_folder(tmp_path / "raw", per_class=5)
+  out = tmp_path / "bench.json"
+  result = _bench(["--what=recipe", "--epoch_experiment=resnet18_scratch", "--recipe_epochs=2",
+                   f"--data_dir={raw}", "--set", "input.image_size=32", "--set",
+                   "input.batch_size=4", "--set", "evaluation.bootstrap_samples=50",
+                   f"--json={out}"], tmp_path, hide_torch=False)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  recipe = json.loads(out.read_text())["recipe"]
+  assert (recipe["experiment"], recipe["epochs"], len(recipe["history"])) == (
+      "resnet18_scratch", 2, 2)
+  assert {k: recipe["data"][k] for k in ("train_images", "val_images", "test_images")} == {
+      "train_images": 10, "val_images": 2, "test_images": 2}
+  assert recipe["config"]["input"]["image_size"] == 32  # --set reached the PyTorch side
+  # Batches of 4 over 10 images: 4, 4 and the remaining 2, as drop_remainder=False says.
+  assert [h["train_images"] for h in recipe["history"]] == [10, 10]
+  # jaxray's rule, by hand: the best val accuracy, the earliest epoch on ties; never test.
+  assert recipe["selection"] == {"metric": "val_accuracy", "mode": "max"}
+  best = max(h["val_accuracy"] for h in recipe["history"])
+  expected = min(h["epoch"] for h in recipe["history"] if h["val_accuracy"] == best)
+  assert recipe["selected_epoch"] == expected
+  # The figures are those of the kept epoch's model and of the last one.
+  for key, epoch in (("selected", expected), ("last", 2)):
+    figures = recipe[key]
+    assert figures["num_examples"] == 2 and np.sum(figures["confusion_matrix"]) == 2
+    assert figures["metrics"]["accuracy"] == pytest.approx(
+        recipe["history"][epoch - 1]["test_accuracy"])
+    assert figures["ci95"]["accuracy"][0] <= figures["metrics"]["accuracy"]
+  assert recipe["torch_process"]["glibc_tunables"] is not None
+  assert "  epoch  train loss  train acc  val loss  val acc  val AUC  test acc" in result.stdout
+  assert (f"test, selected (epoch {expected}, max val_accuracy on val, earliest on ties)"
+          in result.stdout)
+
+
+def test_report_000_pytorch_recipe_validates_on_the_patients_jaxray_carves(tmp_path):
+  torch = pytest.importorskip("torch")
+  torchvision = pytest.importorskip("torchvision")
+  from jaxray import config as config_lib
+  from jaxray.bench import reference_kermany
+  raw = _write_kaggle_folder(tmp_path / "raw", per_class=5)
+  config = config_lib.apply_overrides(config_lib.load("resnet18_scratch_aug"), [
+      "dataset.val_from_train.fraction=0.4"])
+  splits = reference_kermany._splits(config, str(raw / "chest_xray"), torch, torchvision)
+  files = {role: [os.path.basename(splits[role].dataset.samples[i][0])
+                  for i in splits[role].indices] for role in ("train", "val")}
+  # 10 one-image patients, 5 a class: 40% of them validate, 2 of each class, none trains.
+  assert (len(files["train"]), len(files["val"])) == (6, 4)
+  assert sum(name.startswith("person") for name in files["val"]) == 2
+  assert not set(files["train"]) & set(files["val"])
+  assert len(splits["test"]) == 2
+  # Validation reads train's images without the training split's augmentation.
+  def kinds(split):
+    return [type(t).__name__ for t in split.dataset.transform.transforms]
+  assert "RandomRotation" in kinds(splits["train"]) and "RandomRotation" not in kinds(splits["val"])

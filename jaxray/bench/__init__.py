@@ -25,17 +25,20 @@ other work slows both alike):
   recipe    (PyTorch only) that whole recipe in MedMNIST's loop, every epoch, model selection on
             val AUC and test figures, timed start to end: the figure to set beside the wall time
             of `python -m jaxray.main --experiment=resnet18_pneumoniamnist`, run one after the
-            other on the same machine.
+            other on the same machine. With a report 000 experiment (--epoch_experiment=
+            resnet18_scratch, _aug, _15ep) and --data_dir holding chest_xray/, report 000's
+            recipe in its own PyTorch code, every number from the experiment's config, with
+            train, val and test figures per epoch and jaxray's selection rule and test metrics.
 
 The figures of one machine are in docs/performance.md. The package's parts: `__main__` (flags,
 process setup), `jaxray_side` (jaxray's runners, each built by `assemble`), `reference` (all of
-the PyTorch code), `worker` (the PyTorch reference's own process). Importing the package imports
-neither JAX nor PyTorch: the command sets up the process (jaxray.runtime) before JAX starts, and
-PyTorch is imported only when a figure runs. The torch reference runs when torch and torchvision
-can be imported, and is skipped with a message otherwise. The platform (backend, device kind) is
-printed, so the same command measures a GPU; there the torch reference moves to CUDA too (when
-its build has CUDA: the device it ran on is printed), so both sides train on the same chip.
-Input pipelines stay on the host's CPUs.
+the PyTorch code, with `reference_kermany`: report 000's recipe), `worker` (the PyTorch
+reference's own process). Importing the package imports neither JAX nor PyTorch: the command sets
+up the process (jaxray.runtime) before JAX starts, and PyTorch is imported only when a figure runs.
+The torch reference runs when torch and torchvision can be imported, and is skipped with a message
+otherwise. The platform (backend, device kind) is printed, so the same command measures a GPU;
+there the torch reference moves to CUDA too (when its build has CUDA: the device it ran on is
+printed), so both sides train on the same chip. Input pipelines stay on the host's CPUs.
 """
 
 import dataclasses

@@ -26,7 +26,8 @@ flags.DEFINE_string("raw_dir", None,
 flags.DEFINE_string(
     "epoch_experiment", None,
     "Epoch figure: run this experiment's recipe (its dataset from --data_dir) instead of report "
-    "000's at 224 px. resnet18_pneumoniamnist also runs MedMNIST's PyTorch recipe as reference.")
+    "000's at 224 px. resnet18_pneumoniamnist also runs MedMNIST's PyTorch recipe as reference; "
+    "--what=recipe also runs report 000's (resnet18_scratch, _aug, _15ep) in PyTorch.")
 flags.DEFINE_integer("recipe_epochs", 0, "--what=recipe: epochs to run (0: the experiment's).")
 flags.DEFINE_string("data_dir", None,
                     "The --epoch_experiment's raw data, as for python -m jaxray.main.")

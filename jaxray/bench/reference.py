@@ -1,4 +1,5 @@
-"""The PyTorch reference: every line of the bench that uses torch or torchvision.
+"""The PyTorch reference: every line of the bench that uses torch or torchvision, with
+reference_kermany.py (report 000's whole recipe in PyTorch; MedMNIST's is here).
 
 torch is imported inside functions only, when a figure runs, so `import jaxray.bench` and a
 machine without PyTorch never pay for it. The runners here are built and timed in the reference's
@@ -252,15 +253,16 @@ def recipe(options: Options) -> dict:
   reference.model.load_state_dict(best["state"])
   figures["selected"] = metrics.evaluate(*reference.predict(test_loader), list(class_names))
   figures["wall_seconds"] = time.perf_counter() - started
-  _print_recipe(figures, best["epoch"], epochs, history)
+  print_recipe(figures, best["epoch"], epochs, history, "best val AUC")
   return figures
 
 
-def _print_recipe(figures, selected, epochs, history):
+def print_recipe(figures, selected, epochs, history, rule):
+  """A recipe's wall time and test figures, of the model selected by `rule` and the last one."""
   minutes, seconds = divmod(round(figures["wall_seconds"]), 60)
   print(f"  wall time, start to test figures: {minutes // 60} h {minutes % 60} min {seconds} s; "
         f"median epoch {statistics.median(h['epoch_seconds'] for h in history):.1f} s")
-  for label, key in ((f"selected (epoch {selected}, best val AUC)", "selected"),
+  for label, key in ((f"selected (epoch {selected}, {rule})", "selected"),
                      (f"last (epoch {epochs})", "last")):
     result = figures[key]
     m, ci = result["metrics"], result["ci95"]

@@ -18,9 +18,10 @@ import sys
 from absl import app
 
 from jaxray import runtime
-from jaxray.bench import Options, reference
+from jaxray.bench import Options, kermany_root, reference, reference_kermany
 
 _WORKER_LINE = "jaxray.bench worker: "
+MEDMNIST = "resnet18_pneumoniamnist"  # the experiment whose recipe is MedMNIST's own loop
 # XLA_FLAGS as the command was started, saved before jaxray.runtime adds its options (the saved
 # value survives the runtime's restart of the process).
 USER_XLA_FLAGS = "JAXRAY_BENCH_USER_XLA_FLAGS"
@@ -106,19 +107,48 @@ def serve(options: Options) -> None:
 
   job = options.torch_worker.rpartition(":")[0]
   if job == "recipe":
-    return send(reference.recipe(options))
+    if options.epoch_experiment == MEDMNIST:
+      return send(reference.recipe(options))
+    return send(reference_kermany.recipe(options))
   run = reference.runner(options, job)
   send("ready")
   for _ in sys.stdin:
     send(run())
 
 
+def _check_recipe(options: Options) -> None:
+  """A clear error for a --what=recipe that has no PyTorch recipe or no data to run on."""
+  if options.epoch_experiment == MEDMNIST:
+    return
+  if not options.epoch_experiment:
+    differs = ["no --epoch_experiment"]
+  else:
+    try:
+      differs = reference_kermany.unsupported(reference_kermany.recipe_config(options))
+    except ValueError as error:  # an unknown experiment or a bad --set
+      raise app.UsageError(str(error)) from None
+  if differs:
+    raise app.UsageError(
+        f"--what=recipe: no PyTorch recipe for --epoch_experiment={options.epoch_experiment} "
+        f"({', '.join(differs)}). There is one for {MEDMNIST} (MedMNIST's loop) and for report "
+        f"000's experiments on chest_xray without pretrained weights: "
+        f"{', '.join(reference_kermany.experiments())}.")
+  if options.data_dir:
+    try:
+      kermany_root(options.data_dir)
+      return
+    except FileNotFoundError:
+      pass
+  raise app.UsageError(f"--what=recipe --epoch_experiment={options.epoch_experiment} reads the "
+                       f"raw JPEGs: --data_dir=DIR with DIR/chest_xray/{{train,val,test}}/ "
+                       f"(got --data_dir={options.data_dir}).")
+
+
 def bench_recipe(options: Options) -> dict:
-  """The whole --epoch_experiment recipe in the PyTorch reference (`reference.recipe`), in a
-  process of its own as for the other figures; its progress lines are passed on."""
-  if options.epoch_experiment != "resnet18_pneumoniamnist":
-    raise app.UsageError("--what=recipe: the PyTorch recipe exists for "
-                         "--epoch_experiment=resnet18_pneumoniamnist only")
+  """The whole --epoch_experiment recipe in the PyTorch reference (`reference.recipe` for
+  MedMNIST's, `reference_kermany.recipe` for report 000's), in a process of its own as for the
+  other figures; its progress lines are passed on."""
+  _check_recipe(options)
   torch_pair = reference.available(options)
   if not torch_pair:
     raise app.UsageError("--what=recipe runs the PyTorch reference: pip install torch torchvision")
