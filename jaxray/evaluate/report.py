@@ -17,7 +17,8 @@ def write(path, results: dict, history: list[dict], reference: dict) -> None:
   lines = [
       f"# {results['experiment']}",
       "",
-      f"Reproduces report {reference['report'] or '—'}. Platform: "
+      (f"Reference (the \"report\" column): {reference['report']}." if reference["report"] else
+       "No published figure to set beside this run.") + " Platform: "
       f"{results['platform']['backend']} ({results['platform']['device_kind']} x"
       f"{results['platform']['device_count']}). Epochs trained: {len(history)}; checkpoint "
       f"evaluated: epoch {results['selected_epoch']} (best {results['selection']['metric']}).",
