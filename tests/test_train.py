@@ -293,3 +293,12 @@ def test_a_full_disk_during_a_save_keeps_the_earlier_checkpoints(two_epoch_run, 
   monkeypatch.setattr(loop.checkpoint, "save", save)
   resumed = loop.train_and_evaluate(tiny_config(prepared_dir), tmp_path)
   assert _figures(resumed) == pytest.approx(_figures(uninterrupted), rel=1e-6)
+
+
+def test_report_flags_recipe_overrides_but_not_where_data_is_stored():
+  from jaxray.evaluate import report
+  assert report._overrides_line([]) == "Run exactly as the experiment file declares it."
+  placed = report._overrides_line(["dataset.prepared_dir=/data/tfds"])
+  assert placed.startswith("Run as the experiment file declares it") and "/data/tfds" in placed
+  changed = report._overrides_line(["num_epochs=1", "dataset.prepared_dir=/data/tfds"])
+  assert "not the experiment's recipe as written" in changed and "num_epochs=1" in changed

@@ -23,9 +23,7 @@ def write(path, results: dict, history: list[dict], reference: dict) -> None:
       f"{results['platform']['device_count']}). Epochs trained: {len(history)}; checkpoint "
       f"evaluated: epoch {results['selected_epoch']} (best {results['selection']['metric']}).",
       "",
-      ("Overrides of the experiment file: `" + " ".join(results["overrides"]) + "` — this is "
-       "not the report's recipe as written." if results.get("overrides") else
-       "Run exactly as the experiment file declares it."),
+      _overrides_line(results.get("overrides", ())),
       "",
       *([splits.describe(results["data"]), ""] if results.get("data") else []),
       *_balance_lines(results.get("class_balance"), results["class_names"]),
@@ -83,6 +81,21 @@ def write(path, results: dict, history: list[dict], reference: dict) -> None:
               "on the failure cases above and on a seeded sample of correct test cases:", "",
               "![Grad-CAM on correct test cases](gradcam_correct.png)", ""]
   pathlib.Path(path).write_text("\n".join(lines))
+
+
+# Overrides that say where things are, not what is computed: they leave the recipe as it is.
+_PLACEMENT = ("dataset.prepared_dir=",)
+
+
+def _overrides_line(overrides) -> str:
+  recipe = [o for o in overrides if not o.startswith(_PLACEMENT)]
+  if recipe:
+    return (f"Overrides of the experiment file: `{' '.join(overrides)}` — this is not the "
+            f"experiment's recipe as written.")
+  if overrides:
+    return (f"Run as the experiment file declares it (overrides that only place files: "
+            f"`{' '.join(overrides)}`).")
+  return "Run exactly as the experiment file declares it."
 
 
 def _balance_lines(balance: dict | None, class_names) -> list[str]:
