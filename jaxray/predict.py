@@ -189,22 +189,17 @@ def _rule_text(rule: dict) -> str:
 
 def write_gradcam(run, examples, decisions, folder: pathlib.Path) -> list[pathlib.Path]:
   """One overlay PNG per image, for the class decided; existing files are never replaced."""
-  import numpy as np
   from jaxray.data import pipeline
   from jaxray.evaluate import gradcam
   folder.mkdir(parents=True, exist_ok=True)
-  to_input = pipeline.ToModelInput(run.config.input.image_size)
+  maps = gradcam.of_examples(run, examples, decisions)
+  to_input = pipeline.ToModelInput(run.config.input.image_size)  # the image the model saw
   written = []
-  for start in range(0, len(examples), run.eval_batch_size):
-    chunk = examples[start:start + run.eval_batch_size]
-    inputs = np.stack([to_input.map_with_index(i, e)["image"] for i, e in enumerate(chunk)])
-    classes = np.asarray(decisions[start:start + len(chunk)])
-    maps = gradcam.heatmaps(run.graphdef, run.state, run.config, inputs, classes)
-    for example, image, heatmap, c in zip(chunk, inputs, maps, classes):
-      path = free_path(folder / f"{example['path'].stem}_gradcam.png")
-      gradcam.save_overlay(image[..., 0], heatmap, path,
-                           f"{example['path'].name}: {run.class_names[c]}")
-      written.append(path)
+  for example, heatmap, c in zip(examples, maps, decisions):
+    image = to_input.map_with_index(0, example)["image"][..., 0]
+    path = free_path(folder / f"{example['path'].stem}_gradcam.png")
+    gradcam.save_overlay(image, heatmap, path, f"{example['path'].name}: {run.class_names[c]}")
+    written.append(path)
   return written
 
 

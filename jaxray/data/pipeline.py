@@ -22,6 +22,8 @@ import jax
 import numpy as np
 from PIL import Image
 
+from jaxray.data import splits
+
 
 class ToModelInput(grain.transforms.MapWithIndex):
   """Decoded TFDS example -> {"image": (S, S, 1) uint8, "label": int32, "index": int32}."""
@@ -90,19 +92,6 @@ def balanced_order(labels: np.ndarray, seed: int, epoch: int) -> np.ndarray:
   return rng.choice(len(labels), size=len(labels), replace=True, p=weight / weight.sum())
 
 
-class _Ordered:
-  """`source` read in the order `indices` (a sampled epoch)."""
-
-  def __init__(self, source, indices):
-    self.source, self.indices = source, indices
-
-  def __len__(self):
-    return len(self.indices)
-
-  def __getitem__(self, i):
-    return self.source[int(self.indices[i])]
-
-
 def train_batches(source, *, batch_size: int, image_size: int, seed: int, epoch: int,
                   drop_remainder: bool = False, multiple: int = 1, num_threads: int = 2,
                   prefetch: int = 4, order: np.ndarray | None = None) -> Iterator[dict]:
@@ -123,7 +112,7 @@ def train_batches(source, *, batch_size: int, image_size: int, seed: int, epoch:
                .map_with_index(ToModelInput(image_size))
                .shuffle(seed=_epoch_seed(seed, epoch)))
   else:
-    dataset = grain.MapDataset.source(_Ordered(source, order)).map_with_index(
+    dataset = grain.MapDataset.source(splits.Subset(source, order)).map_with_index(
         ToModelInput(image_size))
   # Global batch s is positions [s * B, (s + 1) * B) of the shuffled epoch whatever the number of
   # processes; process p reads the p-th contiguous block of it. Contiguous, not strided: the

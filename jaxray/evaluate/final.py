@@ -5,7 +5,6 @@ import pathlib
 import jax
 import numpy as np
 
-from jaxray.data import pipeline
 from jaxray.evaluate import calibration, gradcam, metrics, plots, report, threshold
 from jaxray.evaluate.predictions import Subset, predict
 from jaxray.train import events, faults, workdir as workdir_lib
@@ -90,7 +89,7 @@ def evaluate_and_report(run, workdir: pathlib.Path, history: list[dict], selecte
   predicted = test["probabilities"].argmax(-1)
   explained = np.concatenate([shown, correct])
   examples = [splits["test"][int(test["index"][k])] for k in explained]
-  heatmaps = _gradcam(run, examples, predicted[explained])
+  heatmaps = gradcam.of_examples(run, examples, predicted[explained])
   for name, part, heading in (
       ("failure_cases.png", slice(0, len(shown)), ""),
       ("gradcam_correct.png", slice(len(shown), None),
@@ -134,25 +133,6 @@ def _correct_sample(prediction: dict, count: int, seed: int) -> np.ndarray:
   turns = [members[rank] for rank in range(max(map(len, by_class), default=0))
            for members in by_class if rank < len(members)]
   return np.asarray(turns[:count], int)
-
-
-def _gradcam(run, examples, classes) -> np.ndarray:
-  """Grad-CAM heatmaps (N, S, S) of `classes` on stored test examples, fed as evaluation feeds
-  them; in batches of one shape (the last padded), so it compiles once."""
-  size = run.config.input.image_size
-  if not examples:
-    return np.zeros((0, size, size), np.float32)
-  to_input = pipeline.ToModelInput(size)
-  images = np.stack([to_input.map_with_index(i, e)["image"] for i, e in enumerate(examples)])
-  classes = np.asarray(classes, np.int32)
-  batch = min(len(examples), run.eval_batch_size)
-  padding = -len(examples) % batch
-  images = np.concatenate([images, np.zeros((padding,) + images.shape[1:], images.dtype)])
-  classes = np.concatenate([classes, np.zeros(padding, np.int32)])
-  maps = [gradcam.heatmaps(run.graphdef, run.state, run.config, images[start:start + batch],
-                           classes[start:start + batch])
-          for start in range(0, len(images), batch)]
-  return np.concatenate(maps)[:len(examples)]
 
 
 def _text(value) -> str:

@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from jaxray.data import pipeline  # noqa: E402
 from jaxray.train import steps  # noqa: E402
 
 OVERLAY_ALPHA = 0.4  # weight of the heatmap's colour over the grayscale image
@@ -51,6 +52,25 @@ def heatmaps(graphdef, state, config: ml_collections.ConfigDict, images_uint8,
                      f"feeds them, got {images.shape}")
   return np.asarray(_heatmaps(graphdef, ml_collections.FrozenConfigDict(config), params,
                               batch_stats, images, np.asarray(class_index, np.int32)))
+
+
+def of_examples(run, examples, classes) -> np.ndarray:
+  """Grad-CAM heatmaps (N, S, S) of `classes` on stored examples ({"image": (H, W, 1) uint8}),
+  fed as evaluation feeds them; in batches of one shape (the last padded), so it compiles once."""
+  size = run.config.input.image_size
+  if not examples:
+    return np.zeros((0, size, size), np.float32)
+  to_input = pipeline.ToModelInput(size)
+  images = np.stack([to_input.map_with_index(i, e)["image"] for i, e in enumerate(examples)])
+  classes = np.asarray(classes, np.int32)
+  batch = min(len(examples), run.eval_batch_size)
+  padding = -len(examples) % batch
+  images = np.concatenate([images, np.zeros((padding,) + images.shape[1:], images.dtype)])
+  classes = np.concatenate([classes, np.zeros(padding, np.int32)])
+  maps = [heatmaps(run.graphdef, run.state, run.config, images[start:start + batch],
+                   classes[start:start + batch])
+          for start in range(0, len(images), batch)]
+  return np.concatenate(maps)[:len(examples)]
 
 
 def _local_copy(x):
