@@ -189,16 +189,15 @@ def _rule_text(rule: dict) -> str:
 
 def write_gradcam(run, examples, decisions, folder: pathlib.Path) -> list[pathlib.Path]:
   """One overlay PNG per image, for the class decided; existing files are never replaced."""
-  from jaxray.data import pipeline
   from jaxray.evaluate import gradcam
   folder.mkdir(parents=True, exist_ok=True)
-  maps = gradcam.of_examples(run, examples, decisions)
-  to_input = pipeline.ToModelInput(run.config.input.image_size)  # the image the model saw
+  inputs = gradcam.model_inputs(examples, run.config.input.image_size)  # what the model saw
+  maps = gradcam.of_inputs(run, inputs, decisions)
   written = []
-  for example, heatmap, c in zip(examples, maps, decisions):
-    image = to_input.map_with_index(0, example)["image"][..., 0]
+  for example, image, heatmap, c in zip(examples, inputs, maps, decisions):
     path = free_path(folder / f"{example['path'].stem}_gradcam.png")
-    gradcam.save_overlay(image, heatmap, path, f"{example['path'].name}: {run.class_names[c]}")
+    gradcam.save_overlay(image[..., 0], heatmap, path,
+                         f"{example['path'].name}: {run.class_names[c]}")
     written.append(path)
   return written
 

@@ -54,23 +54,32 @@ def heatmaps(graphdef, state, config: ml_collections.ConfigDict, images_uint8,
                               batch_stats, images, np.asarray(class_index, np.int32)))
 
 
+def model_inputs(examples, image_size: int) -> np.ndarray:
+  """Stored examples ({"image": (H, W, 1) uint8}) as evaluation feeds them: (N, S, S, 1) uint8."""
+  to_input = pipeline.ToModelInput(image_size)
+  return np.stack([to_input.map_with_index(i, e)["image"] for i, e in enumerate(examples)])
+
+
 def of_examples(run, examples, classes) -> np.ndarray:
-  """Grad-CAM heatmaps (N, S, S) of `classes` on stored examples ({"image": (H, W, 1) uint8}),
-  fed as evaluation feeds them; in batches of one shape (the last padded), so it compiles once."""
+  """Grad-CAM heatmaps (N, S, S) of `classes` on stored examples."""
   size = run.config.input.image_size
   if not examples:
     return np.zeros((0, size, size), np.float32)
-  to_input = pipeline.ToModelInput(size)
-  images = np.stack([to_input.map_with_index(i, e)["image"] for i, e in enumerate(examples)])
+  return of_inputs(run, model_inputs(examples, size), classes)
+
+
+def of_inputs(run, images, classes) -> np.ndarray:
+  """Grad-CAM heatmaps (N, S, S) of `classes` on model inputs (N, S, S, 1) uint8, in batches of
+  one shape (the last padded), so it compiles once."""
   classes = np.asarray(classes, np.int32)
-  batch = min(len(examples), run.eval_batch_size)
-  padding = -len(examples) % batch
-  images = np.concatenate([images, np.zeros((padding,) + images.shape[1:], images.dtype)])
+  batch = min(len(images), run.eval_batch_size)
+  padding = -len(images) % batch
+  padded = np.concatenate([images, np.zeros((padding,) + images.shape[1:], images.dtype)])
   classes = np.concatenate([classes, np.zeros(padding, np.int32)])
-  maps = [heatmaps(run.graphdef, run.state, run.config, images[start:start + batch],
+  maps = [heatmaps(run.graphdef, run.state, run.config, padded[start:start + batch],
                    classes[start:start + batch])
-          for start in range(0, len(images), batch)]
-  return np.concatenate(maps)[:len(examples)]
+          for start in range(0, len(padded), batch)]
+  return np.concatenate(maps)[:len(images)]
 
 
 def _local_copy(x):
