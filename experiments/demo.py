@@ -21,7 +21,7 @@ def get_config():
   config.input.image_size = 64
   config.input.eval_batch_size = 64
   config.input.normalization = dict(kind="mean_std", mean=(0.4,) * 3, std=(0.2,) * 3)
-  config.augment = dict(rotation_degrees=10.0, hflip=True, brightness=0.1, contrast=0.1)
+  config.augment.update(dict(rotation_degrees=10.0, hflip=True, brightness=0.1, contrast=0.1))
   config.num_epochs = 6
   config.optimizer.schedule = "piecewise_constant"
   config.optimizer.decay_epochs = (4, 5)  # lr 1e-3, then 1e-4 after epoch 4, 1e-5 after epoch 5

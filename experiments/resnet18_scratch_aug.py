@@ -16,7 +16,7 @@ from experiments import resnet18_scratch
 
 def get_config():
   config = resnet18_scratch.get_config()
-  config.augment = dict(rotation_degrees=25.0, hflip=True, brightness=0.2, contrast=0.2)
+  config.augment.update(dict(rotation_degrees=25.0, hflip=True, brightness=0.2, contrast=0.2))
   config.optimizer.weight_decay = 1e-4  # PyTorch Adam(weight_decay=1e-4): L2 on the gradient
   config.reference.update(
       report="000 (Task 1.1, §4-5)",

@@ -1,9 +1,11 @@
 """`assemble`: everything a run trains and evaluates with, built from its config in one place.
 
-The trainer (jaxray/train/loop.py), the bench (jaxray/bench/) and the multi-process test worker
-all start from here, so what they measure or test is what `python -m jaxray.main` runs: the data
+The trainer (jaxray/trainer.py), the bench (jaxray/bench/) and the multi-process test worker all
+start from here, so what they measure or test is what `python -m jaxray.main` runs: the data
 sources, the device mesh, the kernels the `runtime` section chose, the model with its pretrained
-weights, the optimizer, the replicated state and the jitted steps.
+weights, the optimizer and the jitted steps (the parts, a `Run`), and the replicated initial
+training state, returned beside them. The parts never change once built; the state goes in and
+out of the steps.
 """
 
 import dataclasses
@@ -14,13 +16,17 @@ import ml_collections
 from jax.sharding import Mesh, NamedSharding
 
 from jaxray import data, models, ops as ops_lib, runtime
-from jaxray.data import pipeline, splits as splits_lib
+from jaxray.data import folder_test, pipeline, splits as splits_lib
 from jaxray.train import balance, mesh as mesh_lib, optimizer, steps
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Run:
-  """A run ready to train: its parts, and the state that training replaces step by step."""
+  """A run's parts, built once: what its steps compute with, never the state they update.
+
+  Adding to training (EMA of the weights, gradient accumulation) changes `steps.TrainState`,
+  the step functions and a config field; this record only carries the compiled steps.
+  """
 
   config: ml_collections.ConfigDict
   mesh: Mesh
@@ -30,7 +36,6 @@ class Run:
   ops: ops_lib.Ops
   graphdef: Any
   tx: Any  # optax.GradientTransformation
-  state: steps.TrainState  # replicated over the mesh
   train_step: Callable  # (state, batch, metrics) -> (state, metrics), jitted
   eval_step: Callable  # (state, batch) -> per-example outputs, jitted
   steps_per_epoch: int
@@ -40,6 +45,8 @@ class Run:
   # the train split's labels when class_balance needs them (balanced sampling), else None
   train_labels: Any = None
   balance_record: dict = dataclasses.field(default_factory=dict)  # jaxray.train.balance.record
+  # name -> in-memory examples of `dataset.extra_tests` (jaxray.data.folder_test)
+  extra_tests: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   @property
   def replicated(self) -> NamedSharding:
@@ -53,8 +60,6 @@ def load_splits(config: ml_collections.ConfigDict, data_dir=None):
   With several processes, process 0 prepares (in a folder every process sees) while the others
   wait, then they all open it: no two processes ever write one dataset.
   """
-  splits_lib.check_fraction(config.dataset.val_from_train.fraction)  # before preparing
-
   def load():
     return data.load(config.dataset.name, data_dir, config.dataset.prepared_dir or None,
                      config.dataset.config or None)
@@ -70,17 +75,32 @@ def load_splits(config: ml_collections.ConfigDict, data_dir=None):
   return splits, data.class_names(config.dataset.name, config.dataset.config, info), record
 
 
+def load_extra_tests(config: ml_collections.ConfigDict, class_names) -> dict:
+  """name -> examples of each `dataset.extra_tests` folder; skipped files are printed."""
+  extra = {}
+  for spec in config.dataset.extra_tests:
+    name, examples, skipped = folder_test.load(spec, class_names)
+    if jax.process_index() == 0:
+      print(f"Extra test set {name}: {len(examples)} images"
+            + (f", {len(skipped)} skipped" if skipped else "") + ".")
+      for path, reason in skipped[:20]:
+        print(f"  skipped {path}: {reason}")
+    extra[name] = examples
+  return extra
+
+
 def assemble(config: ml_collections.ConfigDict, data_dir=None, *,
              splits: Mapping[str, Any] | None = None,
-             class_names: Sequence[str] | None = None) -> Run:
-  """The run `config` describes. `splits` and `class_names` replace the dataset when given
-  (in-memory sources for the bench and tests); otherwise it is loaded from `data_dir`."""
+             class_names: Sequence[str] | None = None) -> tuple[Run, steps.TrainState]:
+  """(the run `config` describes, its initial state replicated over the mesh). `splits` and
+  `class_names` replace the dataset when given (in-memory sources for the bench and tests);
+  otherwise it is loaded from `data_dir`."""
   mesh = mesh_lib.create_mesh()
-  mesh_lib.check_batch_size(config.input.batch_size, mesh, "input.batch_size")
-  mesh_lib.check_batch_size(config.input.eval_batch_size, mesh, "input.eval_batch_size")
   data_record = {}
+  extra_tests = {}
   if splits is None:
     splits, class_names, data_record = load_splits(config, data_dir)
+    extra_tests = load_extra_tests(config, class_names)
   # input.eval_batch_size is an upper bound: validation runs every epoch, so its batches are
   # evened out to pad as little as possible; every split uses that one compiled shape.
   eval_batch_size = pipeline.even_batch_size(len(splits["val"]) or config.input.eval_batch_size,
@@ -88,25 +108,22 @@ def assemble(config: ml_collections.ConfigDict, data_dir=None, *,
 
   steps_per_epoch = pipeline.steps_per_epoch(len(splits["train"]), config.input.batch_size,
                                              config.input.drop_remainder, mesh.size)
-  balance.check(config.class_balance)
   train_labels = weights = None
   if balance.needs_labels(config.class_balance):
     train_labels = balance.read_labels(splits["train"])
     if config.class_balance.loss_weights == "balanced":
       weights = balance.loss_weights(train_labels, len(class_names))
-  run = _network(config, mesh, splits, class_names, steps_per_epoch, eval_batch_size,
-                 load_weights=True, class_weights=weights)
-  run.data_record = data_record
-  run.train_labels = train_labels
-  run.balance_record = balance.record(config.class_balance, train_labels, len(class_names),
-                                      weights)
-  return run
+  return _network(config, mesh, splits, class_names, steps_per_epoch, eval_batch_size,
+                  load_weights=True, class_weights=weights, data_record=data_record,
+                  train_labels=train_labels, extra_tests=extra_tests,
+                  balance_record=balance.record(config.class_balance, train_labels,
+                                                len(class_names), weights))
 
 
 def assemble_for_inference(config: ml_collections.ConfigDict, class_names: Sequence[str],
-                           batch_size: int) -> Run:
-  """The run `config` describes, with no dataset: for restoring a checkpoint and predicting on
-  files (jaxray.predict). Its state has the training state's structure, so a checkpoint of the
+                           batch_size: int) -> tuple[Run, steps.TrainState]:
+  """(the run `config` describes with no dataset, a state to restore into): for predicting on
+  files (jaxray.predict). The state has the training state's structure, so a checkpoint of the
   run restores into it; ImageNet weights are not fetched, since the checkpoint replaces them."""
   mesh = mesh_lib.create_mesh()
   batch_size = -(-batch_size // mesh.size) * mesh.size  # a multiple of the device count
@@ -114,8 +131,9 @@ def assemble_for_inference(config: ml_collections.ConfigDict, class_names: Seque
 
 
 def _network(config, mesh, splits, class_names, steps_per_epoch, eval_batch_size, *,
-             load_weights: bool, class_weights=None) -> Run:
-  """The model, optimizer, replicated state and jitted steps of a run, on `mesh`."""
+             load_weights: bool, class_weights=None, **records) -> tuple[Run, steps.TrainState]:
+  """(the model, optimizer and jitted steps of a run on `mesh`, its replicated initial state).
+  `records` fill the Run's record fields (data_record, train_labels, balance_record)."""
   backend = jax.default_backend()
   record = runtime.record(config.runtime, backend)
   kernels = ops_lib.from_runtime(record["resolved"])  # the kernels the record says ran
@@ -133,7 +151,8 @@ def _network(config, mesh, splits, class_names, steps_per_epoch, eval_batch_size
   state = jax.device_put(state, replicated)
   train_step, eval_step = steps.jit_steps(graphdef, tx, config, replicated,
                                           mesh_lib.data_sharded(mesh), kernels, class_weights)
-  return Run(config=config, mesh=mesh, splits=dict(splits), class_names=tuple(class_names),
-             runtime=record, ops=kernels, graphdef=graphdef, tx=tx, state=state,
-             train_step=train_step, eval_step=eval_step, steps_per_epoch=steps_per_epoch,
-             eval_batch_size=eval_batch_size)
+  run = Run(config=config, mesh=mesh, splits=dict(splits), class_names=tuple(class_names),
+            runtime=record, ops=kernels, graphdef=graphdef, tx=tx, train_step=train_step,
+            eval_step=eval_step, steps_per_epoch=steps_per_epoch,
+            eval_batch_size=eval_batch_size, **records)
+  return run, state

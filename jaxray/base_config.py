@@ -25,6 +25,9 @@ def get_config() -> ml_collections.ConfigDict:
       # fraction > 0: validate on this share of train_split's patients instead of val_split,
       # stratified by class, drawn with its own seed; those patients leave train (data/splits.py)
       val_from_train=dict(fraction=0.0, seed=0),
+      # more test sets, each "NAME=PATH" with one folder of images per class: evaluated with the
+      # selected checkpoint and the val threshold, never used to choose (data/folder_test.py)
+      extra_tests=(),
   )
   config.input = dict(
       image_size=224,  # square side the images are resized to, in pixels
@@ -40,6 +43,10 @@ def get_config() -> ml_collections.ConfigDict:
       hflip=False,  # horizontal flip with probability 1/2
       brightness=0.0,  # multiply by a factor in [1 - b, 1 + b]
       contrast=0.0,  # scale around the image mean by a factor in [1 - c, 1 + c]
+      scale=0.0,  # zoom by a factor in [1 - s, 1 + s] (with the rotation, one affine map)
+      translate=0.0,  # shift by up to this fraction of the side, each axis
+      gamma=0.0,  # raise to a power in [1 / (1 + g), 1 + g], log-uniform
+      noise=0.0,  # add Gaussian noise of this standard deviation (images in [0, 1])
   )
   config.model = dict(
       name="resnet18",  # a backbone of jaxray/models: resnet18, resnet34, vgg16, mobilenet
@@ -52,6 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
           init="torch",  # Dense init: "torch" (nn.Linear) or "keras" (glorot, zero bias)
       ),
       loss="softmax",  # "softmax" (C logits, cross-entropy) or "sigmoid" (1 logit, binary CE)
+      label_smoothing=0.0,  # training targets (1 - a) one-hot + a / C (softmax head only)
       freeze_backbone=False,  # train the head only; the backbone runs in inference mode
       dtype="float32",  # computation dtype: "float32" or "bfloat16" (parameters stay float32)
       pretrained=dict(
@@ -91,6 +99,18 @@ def get_config() -> ml_collections.ConfigDict:
           target_sensitivity=0.95,  # rule target_sensitivity: highest threshold reaching it on val
       ),
       calibration_bins=15,  # equal-width confidence bins of the ECE and calibration.png
+      # what the final evaluation runs, in order: modules of jaxray/evaluate/evaluators/, or
+      # dotted names of your own (docs/results.md says what each writes)
+      evaluators=("classification", "threshold", "calibration", "extra_tests", "shift",
+                  "curves", "confusion_matrix", "roc", "reliability", "failure_cases",
+                  "correct_cases", "tsne"),
+      shift=dict(  # the "shift" evaluator: does a test set look drawn from val's distribution?
+          alpha=0.001,  # two-sample Kolmogorov-Smirnov test of the scores: p below this warns
+          ece_gap=0.05,  # test's calibration error (low end of its 95% interval) above val's warns
+      ),
+      patient=dict(  # the "patient" evaluator: figures per patient rather than per image
+          aggregate="mean",  # a patient's probabilities: "mean" or "max" of their images'
+      ),
   )
   config.reference = dict(  # the published figures report.md sets beside ours
       report="",  # which report and table

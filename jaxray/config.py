@@ -64,7 +64,12 @@ def from_workdir(workdir) -> ml_collections.ConfigDict:
   if not path.is_file():
     raise FileNotFoundError(f"{path} does not exist: --workdir must be the folder of a run "
                             f"made by python -m jaxray.main (it holds config.json).")
-  saved = json.loads(path.read_text())
+  try:
+    saved = json.loads(path.read_text())
+  except json.JSONDecodeError as error:
+    raise ValueError(f"{path}, line {error.lineno}: not valid JSON ({error.msg}). It is the "
+                     f"record of the run's config: restore it from a copy, or delete the folder "
+                     f"to start the run over.") from None
   config = base_config.get_config()
   _update(config, saved, str(path))
   return config

@@ -8,6 +8,7 @@ Before JAX starts, the config's `runtime` section sets up this process (jaxray/r
 import errno
 import os
 import pickle
+import sys
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -51,6 +52,12 @@ def main(argv):
   import jax
   if FLAGS.platform:
     jax.config.update("jax_platforms", FLAGS.platform)
+    try:
+      jax.devices()
+    except RuntimeError as error:
+      cli.fail(f"--platform={FLAGS.platform}: JAX finds no such device here ({error}). Leave "
+               f"--platform out to run on what this machine has, or install jaxray with "
+               f"pip install -e '.[cuda]' on a machine with a GPU.")
   if FLAGS.distributed:
     if ((FLAGS.platform or os.environ.get("JAX_PLATFORMS")) == "cpu"
         and "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ):
@@ -58,23 +65,29 @@ def main(argv):
       jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-  from jaxray.train import loop
+  from jaxray import trainer
+  from jaxray.rundir import checkpoint, results as results_lib
 
   try:
     workdir = FLAGS.workdir or f"runs/{config_lib.run_name(FLAGS.experiment)}"
-    results = loop.train_and_evaluate(config, workdir, FLAGS.data_dir, FLAGS.set)
+    results = trainer.train_and_evaluate(config, workdir, FLAGS.data_dir, FLAGS.set)
+  except KeyboardInterrupt:
+    done = checkpoint.latest_epoch(workdir)
+    print(f"\ninterrupted; the same command resumes "
+          + (f"after epoch {done}." if done else "from the start (no epoch was saved)."),
+          file=sys.stderr)
+    sys.exit(130)
   except (ValueError, FileNotFoundError, FloatingPointError, pickle.UnpicklingError) as error:
     cli.fail(error)
   except OSError as error:
     if error.errno != errno.ENOSPC:
       raise
     cli.fail(error)
-  if results and jax.process_index() == 0:
-    test = results["test"]["metrics"]
+  if results and jax.process_index() == 0 and "metrics" in results.get("test", {}):
     print(f"\n{FLAGS.experiment}: epoch {results['selected_epoch']} selected; test "
-          + ", ".join(f"{k} {v:.3f}" for k, v in test.items()))
-    if "at_threshold" in results["test"]:
-      at = results["test"]["at_threshold"]
+          + ", ".join(f"{k} {v:.3f}" for k, v in results_lib.test_metrics(results).items()))
+    at = results_lib.at_threshold(results)
+    if at:
       print(f"at the threshold chosen on val ({at['threshold']:.4g}): "
             + ", ".join(f"{k} {v:.3f}" for k, v in at["metrics"].items() if k != "roc_auc"))
     print(f"report: {workdir}/report.md")

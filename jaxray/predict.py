@@ -66,33 +66,20 @@ def read(files) -> tuple[list[dict], list[tuple[pathlib.Path, str]]]:
 
 
 def load_run(workdir: pathlib.Path, batch_size: int):
-  """(assembled run holding the selected checkpoint's state, results.json's content)."""
+  """(assembled run, the selected checkpoint's state, results.json's content)."""
   from jaxray import assembly, config as config_lib
-  from jaxray.train import checkpoint
+  from jaxray.rundir import checkpoint, results as results_lib
   config = config_lib.from_workdir(workdir)
-  results_path = workdir / "results.json"
-  if not results_path.is_file():
-    raise FileNotFoundError(
-        f"{results_path} does not exist: the run in {workdir} has not finished. Run its "
-        f"python -m jaxray.main command again to finish it, then predict.")
-  results = json.loads(results_path.read_text())
-  run = assembly.assemble_for_inference(config, results["class_names"], batch_size)
+  results = results_lib.read(workdir)
+  run, state = assembly.assemble_for_inference(config, results["class_names"], batch_size)
   manager = checkpoint.manager(workdir, config.selection.metric, config.selection.mode)
   epoch = results["selected_epoch"]
   if epoch not in manager.all_steps():
     raise FileNotFoundError(f"{workdir / 'checkpoints'} has no checkpoint of epoch {epoch}, "
                             f"the one results.json selected.")
-  run.state = checkpoint.restore(manager, epoch, run.state)
+  state = checkpoint.restore(manager, epoch, state)
   manager.close()
-  return run, results
-
-
-def threshold_record(results: dict) -> dict:
-  """The run's decision rule: the validation threshold of a binary run, else argmax."""
-  record = results.get("threshold")
-  if record is None:  # a run made before thresholds were chosen
-    return {"rule": "argmax", "value": None, "reason": "the run chose no threshold"}
-  return record
+  return run, state, results
 
 
 def free_path(path: pathlib.Path) -> pathlib.Path:
@@ -136,13 +123,14 @@ def main(argv):
   for path, reason in skipped:
     print(f"skipped {path}: {reason}", file=sys.stderr)
   try:
-    run, results = load_run(workdir, FLAGS.batch_size)
+    run, state, results = load_run(workdir, FLAGS.batch_size)
   except (ValueError, FileNotFoundError) as error:
     cli.fail(error)
   class_names = run.class_names
-  rule = threshold_record(results)
+  from jaxray.rundir import results as results_lib
+  rule = results_lib.decision_rule(results)
   if examples:
-    predicted = predictions_lib.predict(run, examples, "predict")
+    predicted = predictions_lib.predict(run, state, examples, "predict", with_ids=False)
     probabilities = predicted["probabilities"]
     decisions = decide(probabilities, rule)
   else:
@@ -172,7 +160,8 @@ def main(argv):
     writer.writerows(rows)
   print(f"predictions: {output}")
   if FLAGS.gradcam and examples:
-    written = write_gradcam(run, examples, decisions, pathlib.Path(FLAGS.gradcam).expanduser())
+    written = write_gradcam(run, state, examples, decisions,
+                            pathlib.Path(FLAGS.gradcam).expanduser())
     print(f"Grad-CAM overlays: {len(written)} in {FLAGS.gradcam}")
 
 
@@ -187,12 +176,12 @@ def _rule_text(rule: dict) -> str:
   return f"{rule['rule']} threshold {rule['value']:.4f} chosen on validation"
 
 
-def write_gradcam(run, examples, decisions, folder: pathlib.Path) -> list[pathlib.Path]:
+def write_gradcam(run, state, examples, decisions, folder: pathlib.Path) -> list[pathlib.Path]:
   """One overlay PNG per image, for the class decided; existing files are never replaced."""
   from jaxray.evaluate import gradcam
   folder.mkdir(parents=True, exist_ok=True)
   inputs = gradcam.model_inputs(examples, run.config.input.image_size)  # what the model saw
-  maps = gradcam.of_inputs(run, inputs, decisions)
+  maps = gradcam.of_inputs(run, state, inputs, decisions)
   written = []
   for example, image, heatmap, c in zip(examples, inputs, maps, decisions):
     path = free_path(folder / f"{example['path'].stem}_gradcam.png")

@@ -261,11 +261,6 @@ def record(section: ml_collections.ConfigDict, backend: str, environ=None) -> di
           "glibc_tunables": environ.get("GLIBC_TUNABLES", "")}
 
 
-def kernels(section: ml_collections.ConfigDict, backend: str) -> ops.Ops:
-  """The `Ops` a model and its steps use under this section on `backend`."""
-  return ops.from_runtime(resolve(section, backend))
-
-
 def user_environment(environ: Mapping[str, str] | None = None) -> dict:
   """A copy of `environ` with GLIBC_TUNABLES as the user had it before the restart: for a
   program run beside jaxray (the bench's PyTorch reference) as it runs for its own users."""

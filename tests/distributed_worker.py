@@ -89,13 +89,13 @@ def main():
       "input.drop_remainder=True", *args.set])
   seconds = {"start": time.time() - STARTED, "start_cpu": CPU()}
   train_source = fake_split(84, seed=10)  # 10 full batches of 8 per epoch, 4 examples dropped
-  run = assembly.assemble(config, splits={"train": train_source, "val": fake_split(37, 11),
+  run, state = assembly.assemble(config, splits={"train": train_source, "val": fake_split(37, 11),
                                           "test": fake_split(45, 12)},
                           class_names=synthetic.CLASS_NAMES)
   seconds["model"] = time.time() - STARTED
   seconds["model_cpu"] = CPU()
   mesh, replicated = run.mesh, run.replicated
-  initial_params = mesh_lib.to_host(run.state.params)
+  initial_params = mesh_lib.to_host(state.params)
   result = {"devices": jax.device_count(), "processes": jax.process_count()}
 
   if not args.eval_only:
@@ -108,7 +108,7 @@ def main():
                                           drop_remainder=True, num_threads=1):
         assert len(batch["label"]) == config.input.batch_size // jax.process_count()
         metrics = jax.device_put(steps_lib.zero_metrics(), replicated)
-        run.state, metrics = run.train_step(run.state, mesh_lib.to_global(batch, mesh), metrics)
+        state, metrics = run.train_step(state, mesh_lib.to_global(batch, mesh), metrics)
         metrics = mesh_lib.to_host(metrics)
         assert int(metrics["count"]) == config.input.batch_size
         losses.append(float(metrics["loss_sum"] / metrics["count"]))
@@ -119,7 +119,7 @@ def main():
           break
     seconds["train"] = time.time() - STARTED
     seconds["train_cpu"] = CPU()
-    final_params = mesh_lib.to_host(run.state.params)
+    final_params = mesh_lib.to_host(state.params)
     change = sum(float(np.sum((a - b) ** 2)) for a, b in zip(jax.tree.leaves(final_params),
                                                              jax.tree.leaves(initial_params)))
     norm = sum(float(np.sum(a ** 2)) for a in jax.tree.leaves(initial_params))
@@ -127,7 +127,7 @@ def main():
     result["train_loss"] = losses
     result["train_accuracy"] = accuracies
     for split, size in (("val", 37), ("test", 45)):
-      prediction = predictions.predict(run, run.splits[split], split)
+      prediction = predictions.predict(run, state, run.splits[split], split, with_ids=False)
       assert np.array_equal(prediction["index"], np.arange(size)), prediction["index"]
       result[split] = predictions.summary(prediction, split)
       result[f"{split}_probabilities"] = prediction["probabilities"][:, 1].tolist()
@@ -135,7 +135,7 @@ def main():
   coverage = {}
   for size in map(int, args.coverage_sizes.split(",")):
     source = fake_split(size, seed=20)
-    prediction = predictions.predict(run, source, "coverage")
+    prediction = predictions.predict(run, state, source, "coverage", with_ids=False)
     counts = np.bincount(prediction["index"], minlength=size)
     labels_match = bool(np.array_equal(prediction["label"], [e["label"] for e in source]))
     coverage[size] = {"counts": counts.tolist(), "labels_match": labels_match,

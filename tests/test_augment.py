@@ -97,3 +97,28 @@ def test_normalization_kinds():
   np.testing.assert_allclose(inception, 0.0, atol=1e-7)
   with pytest.raises(ValueError, match="normalization.kind"):
     augment.normalize(x, ml_collections.ConfigDict(dict(kind="zscore")))
+
+
+def test_the_affine_map_rotates_as_before_and_zooms_and_shifts():
+  x = _images()[0]
+  cos, sin = np.cos(0.3), np.sin(0.3)
+  np.testing.assert_array_equal(augment._affine_by(x, cos, sin, 1.0, 0.0, 0.0),
+                                augment._rotate_by(x, cos, sin))
+  shifted = augment._affine_by(x, 1.0, 0.0, 1.0, 0.0, 1.0)  # one pixel to the right
+  np.testing.assert_allclose(shifted[:, 1:], x[:, :-1], atol=1e-6)
+  assert float(jnp.abs(shifted[:, 0]).max()) == 0.0  # zero fill
+  odd = _images(size=17)[0]  # centre 8: output 8 + 2 d reads input 8 + d
+  zoomed = augment._affine_by(odd, 1.0, 0.0, 2.0, 0.0, 0.0)
+  np.testing.assert_allclose(zoomed[2:15:2, 2:15:2], odd[5:12, 5:12], atol=1e-6)
+
+
+def test_gamma_and_noise_are_drawn_per_example_and_stay_in_range():
+  x = _images()
+  cfg = _augment_config(gamma=0.5, noise=0.05, scale=0.1, translate=0.1)
+  a = augment.augment(x, jax.random.key(1), cfg)
+  assert a.shape == x.shape and float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+  np.testing.assert_array_equal(a, augment.augment(x, jax.random.key(1), cfg))
+  gamma_only = augment.augment(x, jax.random.key(3), _augment_config(gamma=0.5))
+  exponents = np.log(np.asarray(gamma_only)[:, 8, 8, 0]) / np.log(np.asarray(x)[:, 8, 8, 0])
+  assert np.all((exponents > 1 / 1.5 - 1e-4) & (exponents < 1.5 + 1e-4))
+  assert len(np.unique(np.round(exponents, 4))) == len(x)  # one gamma per example

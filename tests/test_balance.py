@@ -7,7 +7,8 @@ from flax import nnx
 
 from jaxray import assembly, config as config_lib, data
 from jaxray.data import pipeline
-from jaxray.train import balance, loop, steps
+from jaxray import trainer, validation
+from jaxray.train import balance, epoch as epoch_lib, steps
 from jaxray.train import mesh as mesh_lib
 
 
@@ -43,15 +44,15 @@ def _tiny(prepared_dir, *overrides):
 
 def test_the_train_step_minimises_the_weighted_loss(prepared_dir):
   """The jitted step's loss is the weighted cross-entropy of the model's own logits, by hand."""
-  run = assembly.assemble(_tiny(prepared_dir, "class_balance.loss_weights='balanced'"))
+  run, state = assembly.assemble(_tiny(prepared_dir, "class_balance.loss_weights='balanced'"))
   labels = balance.read_labels(run.splits["train"])
   counts = np.bincount(labels, minlength=2)
   expected_weights = len(labels) / (2 * counts)
   assert run.balance_record["loss_weights"] == pytest.approx(expected_weights)
   assert run.balance_record["train_class_counts"] == counts.tolist()
 
-  batch = next(iter(loop.epoch_batches(run, 1)))
-  model = nnx.merge(run.graphdef, run.state.params, run.state.batch_stats, copy=True)
+  batch = next(iter(epoch_lib.epoch_batches(run, 1)))
+  model = nnx.merge(run.graphdef, state.params, state.batch_stats, copy=True)
   logits = np.asarray(model(steps.model_inputs(batch["image"], run.config), train=True))
   log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
   per_example = -log_softmax[np.arange(len(logits)), batch["label"]]
@@ -60,7 +61,7 @@ def test_the_train_step_minimises_the_weighted_loss(prepared_dir):
   assert not np.isclose(by_hand, per_example.mean(), rtol=1e-3)  # the weights matter here
 
   metrics = steps.zero_metrics()
-  _, metrics = run.train_step(run.state, mesh_lib.to_global(batch, run.mesh), metrics)
+  _, metrics = run.train_step(state, mesh_lib.to_global(batch, run.mesh), metrics)
   loss = float(metrics["loss_sum"]) / int(metrics["count"])
   assert loss == pytest.approx(by_hand, rel=1e-4)
 
@@ -77,9 +78,9 @@ def test_balanced_sampling_draws_each_class_equally_often_over_an_epoch():
 
 def test_an_epoch_of_balanced_batches_through_the_pipeline(prepared_dir):
   config = _tiny(prepared_dir, "class_balance.sampling='balanced'")
-  run = assembly.assemble(config)
+  run, _ = assembly.assemble(config)
   labels = balance.read_labels(run.splits["train"])
-  seen = np.concatenate([b["label"] for b in loop.epoch_batches(run, 1)])
+  seen = np.concatenate([b["label"] for b in epoch_lib.epoch_batches(run, 1)])
   assert len(seen) == len(labels)
   plain_share = np.bincount(labels, minlength=2) / len(labels)
   share = np.bincount(seen, minlength=2) / len(seen)
@@ -90,8 +91,8 @@ def test_an_epoch_of_balanced_batches_through_the_pipeline(prepared_dir):
 
 
 def test_bad_class_balance_values_are_refused(prepared_dir):
-  with pytest.raises(ValueError, match="class_balance.sampling must be one of"):
-    assembly.assemble(_tiny(prepared_dir, "class_balance.sampling=oversample"))
+  with pytest.raises(ValueError, match="class_balance.sampling='oversample': must be one of"):
+    validation.validate(_tiny(prepared_dir, "class_balance.sampling=oversample"))
 
 
 # Kermany file names: the subtype is in the pneumonia images' names.
@@ -145,7 +146,7 @@ def test_the_3class_experiment_loads_three_classes(tmp_path):
 def test_a_weighted_run_records_its_weights_in_results_and_report(prepared_dir, tmp_path):
   config = _tiny(prepared_dir, "class_balance.loss_weights='balanced'",
                  "evaluation.bootstrap_samples=20", "evaluation.tsne_max_train=32")
-  results = loop.train_and_evaluate(config, tmp_path / "run")
+  results = trainer.train_and_evaluate(config, tmp_path / "run")
   counts = results["class_balance"]["train_class_counts"]
   weights = [sum(counts) / (2 * n) for n in counts]
   assert results["class_balance"]["loss_weights"] == pytest.approx(weights)

@@ -108,17 +108,18 @@ def test_synthetic_classes_differ_in_the_lungs_not_in_a_global_statistic():
   assert mean_gap < spread  # image brightness alone does not separate the classes
 
 
-def test_read_for_storage_converts_modes_and_skips_non_images(tmp_path, caplog):
+def test_try_read_converts_modes_and_skips_non_images(tmp_path):
   rgba = Image.new("RGBA", (300, 500), (255, 255, 255, 0))
   rgba.paste((200, 100, 50, 255), (0, 0, 150, 500))
   rgba.save(tmp_path / "a.png")
-  pixels = images.read_for_storage(tmp_path / "a.png")
+  pixels, reason = images.try_read(tmp_path / "a.png")
+  assert reason == ""
   assert pixels.dtype == np.uint8 and pixels.shape == (427, 256, 1)  # (H, W, 1), short side 256
   assert pixels[:, -10:].max() == 0  # transparent -> black
   assert pixels[:, :100].min() > 0
   (tmp_path / "desktop.ini").write_text("[.ShellClassInfo]")
-  assert images.read_for_storage(tmp_path / "desktop.ini") is None
-  assert "desktop.ini" in caplog.text
+  pixels, reason = images.try_read(tmp_path / "desktop.ini")
+  assert pixels is None and reason == "not an image (PIL cannot identify it)"
 
 
 def test_prepared_classes_must_match_the_code(tmp_path):

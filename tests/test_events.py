@@ -10,7 +10,8 @@ from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
 from jaxray import config as config_lib
-from jaxray.train import events, loop
+from jaxray import trainer
+from jaxray.rundir import events
 
 # metrics.jsonl's keys in the demo's record, and the tags they are shown under.
 TAGS = {"train_loss": "train/loss", "train_accuracy": "train/accuracy",
@@ -45,11 +46,11 @@ def resumed_run(prepared_dir, tmp_path_factory):
   """One epoch; then what a process killed before epoch 2's checkpoint completed leaves behind
   (epoch 2 logged with other values); then the run resumed to 2 epochs; then asked again."""
   workdir = tmp_path_factory.mktemp("run")
-  loop.train_and_evaluate(tiny_config(prepared_dir, 1), workdir)
+  trainer.train_and_evaluate(tiny_config(prepared_dir, 1), workdir)
   killed = events.EpochWriter(workdir, first_epoch=2)
   killed.write({"epoch": 2, "train_loss": 123.0, "val_accuracy": -1.0})
   killed.close()
-  results = loop.train_and_evaluate(tiny_config(prepared_dir, 2), workdir)
+  results = trainer.train_and_evaluate(tiny_config(prepared_dir, 2), workdir)
   history = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   return workdir, results, history
 
@@ -103,5 +104,5 @@ def test_the_selected_epochs_test_metrics_are_scalars(resumed_run):
 def test_a_finished_run_asked_again_writes_no_events(resumed_run, prepared_dir):
   workdir, _, _ = resumed_run
   before = {path.name: path.read_bytes() for path in event_files(workdir)}
-  loop.train_and_evaluate(tiny_config(prepared_dir, 2), workdir)
+  trainer.train_and_evaluate(tiny_config(prepared_dir, 2), workdir)
   assert {path.name: path.read_bytes() for path in event_files(workdir)} == before

@@ -16,9 +16,11 @@ from flax import nnx
 from PIL import Image
 
 from jaxray import base_config, config as config_lib, models
-from jaxray.evaluate import final, gradcam, plots
+from jaxray import trainer
+from jaxray.evaluate import gradcam, plots
+from jaxray.evaluate.evaluators import correct_cases
 from jaxray.models import classifier
-from jaxray.train import loop, steps
+from jaxray.train import steps
 
 
 def _config(name="resnet18", image_size=64, loss="softmax", **model_fields):
@@ -188,15 +190,15 @@ def test_correct_sample_is_seeded_correct_and_takes_classes_in_turn():
   labels = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
   predicted = np.array([0, 0, 0, 1, 1, 1, 0, 0, 2, 2])  # correct: 0, 1, 2, 4, 5, 8, 9
   prediction = {"label": labels, "probabilities": np.eye(3)[predicted]}
-  sample = final._correct_sample(prediction, 5, seed=0)
+  sample = correct_cases.select(prediction, 5, seed=0)
   assert len(sample) == 5 and len(set(sample)) == 5
   assert (labels[sample] == predicted[sample]).all()
   np.testing.assert_array_equal(labels[sample][:3], [0, 1, 2])  # one of each class first
-  np.testing.assert_array_equal(sample, final._correct_sample(prediction, 5, seed=0))
-  draws = {tuple(final._correct_sample(prediction, 5, seed=s)) for s in range(10)}
+  np.testing.assert_array_equal(sample, correct_cases.select(prediction, 5, seed=0))
+  draws = {tuple(correct_cases.select(prediction, 5, seed=s)) for s in range(10)}
   assert len(draws) > 1  # the seed chooses
-  assert len(final._correct_sample(prediction, 50, seed=0)) == 7  # every correct one, at most
-  assert len(final._correct_sample(prediction, 0, seed=0)) == 0
+  assert len(correct_cases.select(prediction, 50, seed=0)) == 7  # every correct one, at most
+  assert len(correct_cases.select(prediction, 0, seed=0)) == 0
 
 
 def test_overlay_is_the_image_blended_with_jet_at_the_image_size():
@@ -227,7 +229,7 @@ def test_demo_writes_both_grad_cam_figures(prepared_dir, tmp_path, monkeypatch):
       f"dataset.prepared_dir={prepared_dir}", "evaluation.bootstrap_samples=20",
       "evaluation.tsne_max_train=64", "num_epochs=1", "evaluation.failure_cases=6",
       "evaluation.gradcam_correct=4"])
-  loop.train_and_evaluate(config, tmp_path)
+  trainer.train_and_evaluate(config, tmp_path)
   for name, count in (("failure_cases.png", 6), ("gradcam_correct.png", 4)):
     with Image.open(tmp_path / name) as png:
       assert png.size[0] > 400 and png.size[1] > 300

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxray import assembly, config as config_lib
-from jaxray.evaluate.predictions import Subset, predict
-from jaxray.train import checkpoint, loop
+from jaxray import assembly, config as config_lib, trainer
+from jaxray.data.splits import Subset
+from jaxray.evaluate.predictions import predict
+from jaxray.rundir import checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def finished_run(prepared_dir, tmp_path_factory):
       "input.image_size=32", "input.batch_size=64", "input.eval_batch_size=128",
       f"dataset.prepared_dir={prepared_dir}", "evaluation.bootstrap_samples=20",
       "evaluation.tsne_max_train=32", "num_epochs=1"])
-  results = loop.train_and_evaluate(config, workdir)
+  results = trainer.train_and_evaluate(config, workdir)
   return workdir, config, results
 
 
@@ -34,12 +35,12 @@ def _predict(*args):
 
 def test_a_folder_with_a_bad_file_is_predicted_as_the_evaluation_did(finished_run, tmp_path):
   workdir, config, results = finished_run
-  run = assembly.assemble(config)
+  run, state = assembly.assemble(config)
   manager = checkpoint.manager(workdir, config.selection.metric, config.selection.mode)
-  run.state = checkpoint.restore(manager, results["selected_epoch"], run.state)
+  state = checkpoint.restore(manager, results["selected_epoch"], state)
   manager.close()
   chosen = [0, 1, 2, 3]
-  expected = predict(run, Subset(run.splits["test"], chosen))["probabilities"]
+  expected = predict(run, state, Subset(run.splits["test"], chosen))["probabilities"]
 
   folder = tmp_path / "xrays"
   (folder / "nested").mkdir(parents=True)

@@ -28,7 +28,7 @@ def test_import_changes_nothing_global():
   """Nothing beyond what its dependencies' own imports do (some of them set variables)."""
   program = ("import os, jax, flax, optax, orbax.checkpoint, grain, tensorflow_datasets, sklearn\n"
              "before = dict(os.environ)\n"
-             "import jaxray, jaxray.main, jaxray.runtime, jaxray.assembly, jaxray.train.loop\n"
+             "import jaxray, jaxray.main, jaxray.runtime, jaxray.assembly, jaxray.trainer\n"
              "print(os.environ.get('XLA_FLAGS'), dict(os.environ) == before)\n")
   out = subprocess.run([sys.executable, "-c", program], env=_CLEAN, capture_output=True,
                        text=True, check=True).stdout.split()
@@ -63,7 +63,7 @@ def test_off_the_cpu_everything_resolves_false(monkeypatch):
   _machine(monkeypatch)
   resolved = runtime.resolve(_section(winograd=True), "gpu", {})
   assert not any(resolved.values())
-  assert runtime.kernels(_section(), "gpu") == ops.PLAIN
+  assert ops.from_runtime(runtime.resolve(_section(), "gpu")) == ops.PLAIN
 
 
 def test_explicit_values_win_over_auto(monkeypatch):
@@ -88,7 +88,7 @@ def test_overrides_set_runtime_values_and_suggest_close_names():
 
 def test_with_every_kernel_off_the_model_convolves_with_plain_lax():
   off = _section(**{name: False for name in runtime.FIELDS})
-  kernels = runtime.kernels(off, "cpu")
+  kernels = ops.from_runtime(runtime.resolve(off, "cpu"))
   assert kernels == ops.PLAIN
   cfg = base_config.get_config().model
   model = models.build_model(cfg, 2, 64, seed=0, ops=kernels)
@@ -98,7 +98,8 @@ def test_with_every_kernel_off_the_model_convolves_with_plain_lax():
   jaxpr = str(jax.make_jaxpr(lambda x: model(x, train=False))(jnp.zeros((2, 64, 64, 3))))
   assert "custom_vjp_call" not in jaxpr and "cond[" not in jaxpr
   # With the CPU kernels on, the same model takes them (64 px: Winograd, the 2x2 last stage).
-  on = runtime.kernels(_section(**{name: True for name in runtime.FIELDS}), "cpu")
+  on = ops.from_runtime(runtime.resolve(_section(**{name: True for name in runtime.FIELDS}),
+                                       "cpu"))
   model = models.build_model(cfg, 2, 64, seed=0, ops=on)
   jaxpr = str(jax.make_jaxpr(lambda x: model(x, train=False))(jnp.zeros((2, 64, 64, 3))))
   assert "custom_vjp_call" in jaxpr and "cond[" in jaxpr

@@ -7,7 +7,7 @@ import pytest
 
 from jaxray import assembly, base_config, config as config_lib
 from jaxray.data import splits
-from jaxray.train import loop
+from jaxray import trainer
 
 
 def patients_with_images(counts_by_label: dict[int, int], seed=0):
@@ -104,12 +104,12 @@ def test_a_fraction_outside_zero_one_is_refused_naming_the_field(fraction):
     splits.patient_split(["a", "b"], np.array([0, 1]), fraction, seed=0)
 
 
-def test_load_splits_refuses_a_bad_fraction_before_preparing(tmp_path):
+def test_a_bad_fraction_is_refused_before_preparing(tmp_path):
   config = config_lib.load("demo")
   config_lib.apply_overrides(config, ["dataset.val_from_train.fraction=1",
-                                      f"dataset.prepared_dir={tmp_path}"])
+                                      f"dataset.prepared_dir={tmp_path / 'prepared'}"])
   with pytest.raises(ValueError, match=r"dataset\.val_from_train\.fraction"):
-    assembly.load_splits(config)
+    trainer.train_and_evaluate(config, tmp_path / "run")
   assert not any(tmp_path.iterdir())
 
 
@@ -137,7 +137,7 @@ def test_a_run_records_the_carved_split_in_results_and_report(prepared_dir, tmp_
                f"dataset.prepared_dir={prepared_dir}", "evaluation.bootstrap_samples=20",
                "evaluation.tsne_max_train=64"]
   config_lib.apply_overrides(config, overrides)
-  loop.train_and_evaluate(config, tmp_path, overrides=overrides)
+  trainer.train_and_evaluate(config, tmp_path, overrides=overrides)
   results = json.loads((tmp_path / "results.json").read_text())
   # ceil(0.2 x 640) = 128 single-image patients validate; 512 train.
   assert results["data"]["val"] == "carved from train"

@@ -8,9 +8,8 @@ import pytest
 from PIL import Image
 from sklearn import metrics as skm
 
-from jaxray import assembly, config as config_lib
-from jaxray.evaluate import calibration, final, metrics, threshold
-from jaxray.train import loop
+from jaxray import assembly, config as config_lib, trainer
+from jaxray.evaluate import calibration, metrics, threshold
 
 # A val set of 10 images, scores (positive-class probabilities) ascending, 5 positives:
 #   score 0.10 0.20 0.30 0.40 0.52 0.60 0.68 0.74 0.86 0.93
@@ -131,8 +130,8 @@ def test_a_bad_threshold_setting_names_its_field(field, rule, target):
 def test_a_bad_rule_stops_the_run_before_anything_is_written(tmp_path):
   config = config_lib.apply_overrides(config_lib.load("demo"),
                                       ["evaluation.threshold.rule=median"])
-  with pytest.raises(ValueError, match=r"evaluation\.threshold\.rule must be one of"):
-    loop.train_and_evaluate(config, tmp_path / "run")
+  with pytest.raises(ValueError, match=r"evaluation\.threshold\.rule='median': must be one of"):
+    trainer.train_and_evaluate(config, tmp_path / "run")
   assert not (tmp_path / "run").exists()
 
 
@@ -218,7 +217,9 @@ def _prediction(labels, probabilities, features=4):
   labels = np.asarray(labels)
   return {"label": labels, "probabilities": np.asarray(probabilities, np.float32),
           "loss": np.full(len(labels), 0.5, np.float32), "index": np.arange(len(labels)),
-          "features": np.random.default_rng(len(labels)).normal(size=(len(labels), features))}
+          "features": np.random.default_rng(len(labels)).normal(size=(len(labels), features)),
+          "file_name": np.array([f"x{i}.png" for i in range(len(labels))], object),
+          "patient_id": np.array([f"p{i}" for i in range(len(labels))], object)}
 
 
 @pytest.fixture(scope="module")
@@ -229,18 +230,17 @@ def tiny_run(prepared_dir):
   return assembly.assemble(config)
 
 
-def _final(monkeypatch, run, workdir, val, test):
-  """final.evaluate_and_report with `predict` answering the val, test and t-SNE predictions."""
-  answers = {"val": val, "test": test}
+def _final(monkeypatch, run_and_state, workdir, val, test):
+  """The final evaluation of the val, test and t-SNE predictions given."""
+  run, state = run_and_state
   train = _prediction(np.arange(16) % len(run.class_names),
                       np.eye(len(run.class_names))[np.arange(16) % len(run.class_names)])
   history = [{"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.5, "val_loss": 0.5,
               "val_accuracy": 0.5, "train_seconds": 1.0, "epoch_seconds": 1.0}]
   by_epoch = [{"first_epoch": 1, "resolved": run.runtime["resolved"]}]
-  monkeypatch.setattr(final, "predict",
-                      lambda run, source, description: answers.get(description, train))
   workdir.mkdir(parents=True, exist_ok=True)
-  return final.evaluate_and_report(run, workdir, history, 1, by_epoch)
+  return trainer.report_predictions(run, state, {"val": val, "test": test, "train_sample": train},
+                                    workdir, history, 1, by_epoch)
 
 
 def test_the_threshold_is_chosen_on_val_only(tiny_run, tmp_path, monkeypatch):
@@ -282,7 +282,7 @@ def test_the_threshold_is_chosen_on_val_only(tiny_run, tmp_path, monkeypatch):
 
 
 def test_multi_class_keeps_argmax_and_says_so(tiny_run, tmp_path, monkeypatch):
-  run = dataclasses.replace(tiny_run, class_names=("a", "b", "c"))
+  run = (dataclasses.replace(tiny_run[0], class_names=("a", "b", "c")), tiny_run[1])
   rng = np.random.default_rng(2)
   labels = np.arange(30) % 3
   logits = np.eye(3)[labels] * 2 + rng.normal(size=(30, 3))
@@ -304,7 +304,7 @@ def test_the_demo_writes_calibration_and_records_threshold_and_ece(prepared_dir,
       "input.image_size=32", "input.batch_size=64", "input.eval_batch_size=128",
       f"dataset.prepared_dir={prepared_dir}", "evaluation.bootstrap_samples=50",
       "evaluation.tsne_max_train=64", "num_epochs=1"])
-  loop.train_and_evaluate(config, tmp_path)
+  trainer.train_and_evaluate(config, tmp_path)
   with Image.open(tmp_path / "calibration.png") as image:
     assert image.size[0] > 100 and image.size[1] > 100
   results = json.loads((tmp_path / "results.json").read_text())

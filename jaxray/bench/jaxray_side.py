@@ -20,7 +20,7 @@ from jaxray.bench import (Options, base_config, epoch_setup, fmt, interleaved, l
 from jaxray.bench import reference as reference_lib
 from jaxray.data import pipeline
 from jaxray.evaluate import predictions
-from jaxray.train import loop, mesh as mesh_lib, steps as steps_lib
+from jaxray.train import epoch as epoch_lib, mesh as mesh_lib, steps as steps_lib
 
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")
 
@@ -76,7 +76,8 @@ def _random_splits(size, batch):
 def train_runner(options: Options, config, splits, steps):
   """(fn timing one window of `steps` train steps, the run, seconds of the first step): the
   assembled run's jitted step on one fixed device batch, compiled and warmed up."""
-  run = assembly.assemble(config, splits=splits, class_names=CLASS_NAMES)
+  run, state = assembly.assemble(config, splits=splits, class_names=CLASS_NAMES)
+  holder = {"state": state}
   train = splits["train"]
   batch = len(train)
   data = mesh_lib.to_global({"image": np.stack([e["image"] for e in train]),
@@ -86,8 +87,8 @@ def train_runner(options: Options, config, splits, steps):
   def window(n):
     started = time.perf_counter()
     for _ in range(n):
-      run.state, metrics["value"] = run.train_step(run.state, data, metrics["value"])
-    jax.block_until_ready(run.state)
+      holder["state"], metrics["value"] = run.train_step(holder["state"], data, metrics["value"])
+    jax.block_until_ready(holder["state"])
     return batch * n, time.perf_counter() - started
 
   started = time.perf_counter()
@@ -177,13 +178,13 @@ def bench_pipeline(options: Options):
     print("Pipeline benchmark skipped: it needs --raw_dir (a Kermany-layout folder).")
     return None
   config = base_config(options, 224, 32)
-  config.augment = dict(rotation_degrees=25.0, hflip=True, brightness=0.2, contrast=0.2)
+  config.augment.update(dict(rotation_degrees=25.0, hflip=True, brightness=0.2, contrast=0.2))
   splits, class_names = load_chest_xray(options, config)
   train = splits["train"]
   batch_size = min(32, len(train))
   config.input.batch_size = config.input.eval_batch_size = batch_size
   # The run's kernels decide how the augmentation computes (runtime.materialize).
-  run = assembly.assemble(config, splits=splits, class_names=class_names)
+  run, _ = assembly.assemble(config, splits=splits, class_names=class_names)
   prepare = jax.jit(lambda images, key: steps_lib.model_inputs(images, run.config, key, run.ops))
   epoch = {"n": 0}
 
@@ -221,19 +222,20 @@ def bench_pipeline(options: Options):
 # (c) epoch
 
 
-def epoch_runner(run):
+def epoch_runner(run, state):
   """fn() -> (images trained, seconds of training, seconds of the epoch with validation): one
-  epoch as the trainer runs it (jaxray.train.loop), then the validation pass it makes."""
-  holder = {"epoch": 0}
+  epoch as the trainer runs it (jaxray.train.epoch), then the validation pass it makes."""
+  holder = {"epoch": 0, "state": state}
 
   def one_epoch():
     holder["epoch"] += 1
     started = time.perf_counter()
     running = jax.device_put(steps_lib.zero_metrics(), run.replicated)
-    running = loop.train_epoch(run, running, loop.epoch_batches(run, holder["epoch"]), show=False)
+    holder["state"], running = epoch_lib.train_epoch(
+        run, holder["state"], running, epoch_lib.epoch_batches(run, holder["epoch"]), show=False)
     images = int(jax.block_until_ready(running)["count"])  # the partial last batch included
     train_seconds = time.perf_counter() - started
-    predictions.predict(run, run.splits["val"], "val")
+    predictions.predict(run, holder["state"], run.splits["val"], "val", with_ids=False)
     return images, train_seconds, time.perf_counter() - started
 
   return one_epoch
@@ -241,10 +243,10 @@ def epoch_runner(run):
 
 def bench_epoch(options: Options):
   config, splits, class_names, name = epoch_setup(options)
-  run = assembly.assemble(config, splits=splits, class_names=class_names)
+  run, state = assembly.assemble(config, splits=splits, class_names=class_names)
   train, val = splits["train"], splits["val"]
   size, batch = config.input.image_size, config.input.batch_size
-  runners = {"jaxray": epoch_runner(run)}
+  runners = {"jaxray": epoch_runner(run, state)}
   print(f"Epoch end to end ({name}: {len(train)} train, {len(val)} val, {size} px, "
         f"batch {batch}):", flush=True)
   figures = {"dataset": name, "train_examples": len(train), "val_examples": len(val),

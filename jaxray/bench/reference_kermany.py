@@ -189,7 +189,7 @@ def recipe(options: Options) -> dict:
   from jaxray.bench import reference
   from jaxray.data import chest_xray
   from jaxray.evaluate import metrics, predictions
-  from jaxray.train import checkpoint
+  from jaxray.rundir import checkpoint
   started = time.perf_counter()
   torch, torchvision = reference.available(options)
   config = recipe_config(options)

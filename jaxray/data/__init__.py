@@ -27,10 +27,6 @@ BUILDERS = {
 _SOURCE_FILE = "jaxray_source.json"
 
 
-def register(name: str, builder_cls) -> None:
-  BUILDERS[name] = builder_cls
-
-
 def default_prepared_dir() -> str:
   return os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
 

@@ -1,7 +1,9 @@
 """On-device augmentation and normalization, batched JAX ops inside the jitted train step.
 
 Augmentations follow the torchvision transforms report 000 used, in their order: random rotation
-(zero fill), color jitter (brightness, then contrast), random horizontal flip. Each example draws
+(zero fill), color jitter (brightness, then contrast), random horizontal flip. Beyond the report,
+for robustness to another site's images: a random zoom and shift (with the rotation, one affine
+map), a random gamma and Gaussian noise, before the flip; each is off at 0. Each example draws
 its own parameters from the step's PRNG key, so a run is reproducible from its seed.
 """
 
@@ -37,10 +39,36 @@ def _rotate_by(image, cos, sin):
   return jnp.stack(channels, axis=-1)
 
 
-def _draw(key, rotation_degrees, hflip, brightness, contrast):
+def _affine_by(image, cos, sin, scale, shift_y, shift_x):
+  """`_rotate_by`, then zoomed by `scale` (> 1 enlarges) and moved by (shift_y, shift_x) pixels:
+  a random-resized crop of the whole image at a fixed aspect ratio, with zero fill."""
+  height, width = image.shape[:2]
+  cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
+  yy, xx = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
+                        jnp.arange(width, dtype=jnp.float32), indexing="ij")
+  dy, dx = (yy - cy - shift_y) / scale, (xx - cx - shift_x) / scale
+  src_y = cos * dy + sin * dx + cy
+  src_x = -sin * dy + cos * dx + cx
+  channels = [jax.scipy.ndimage.map_coordinates(image[..., c], [src_y, src_x], order=1,
+                                                mode="constant", cval=0.0)
+              for c in range(image.shape[-1])]
+  return jnp.stack(channels, axis=-1)
+
+
+def _draw(key, rotation_degrees, hflip, brightness, contrast, scale=0.0, translate=0.0,
+          gamma=0.0):
   """One example's random parameters, each from its own part of the example's key."""
   k_rot, k_bright, k_contrast, k_flip = jax.random.split(key, 4)
   params = {}
+  if scale or translate or gamma:  # keys of their own: the draws above stay as they were
+    k_scale, k_shift, k_gamma = jax.random.split(jax.random.fold_in(key, 1), 3)
+    if scale:
+      params["scale"] = jax.random.uniform(k_scale, (), minval=1 - scale, maxval=1 + scale)
+    if translate:
+      params["shift"] = jax.random.uniform(k_shift, (2,), minval=-translate, maxval=translate)
+    if gamma:  # log-uniform, so darkening and brightening are equally likely
+      params["gamma"] = jnp.exp(jax.random.uniform(k_gamma, (), minval=-jnp.log1p(gamma),
+                                                   maxval=jnp.log1p(gamma)))
   if rotation_degrees:
     params["angle"] = jax.random.uniform(k_rot, (), minval=-rotation_degrees,
                                          maxval=rotation_degrees)
@@ -65,13 +93,22 @@ def augment(images, key, cfg: ml_collections.ConfigDict, store=fusion.identity):
   and the whole rotation again inside the contrast, which reads the image twice (its mean, then
   each pixel).
   """
-  if not any((cfg.rotation_degrees, cfg.hflip, cfg.brightness, cfg.contrast)):
+  if not any((cfg.rotation_degrees, cfg.hflip, cfg.brightness, cfg.contrast, cfg.scale,
+              cfg.translate, cfg.gamma, cfg.noise)):
     return images
   draw = lambda k: _draw(k, float(cfg.rotation_degrees), bool(cfg.hflip), float(cfg.brightness),
-                         float(cfg.contrast))
-  params = jax.vmap(draw)(jax.random.split(key, images.shape[0]))
+                         float(cfg.contrast), float(cfg.scale), float(cfg.translate),
+                         float(cfg.gamma))
+  keys = jax.random.split(key, images.shape[0])
+  params = jax.vmap(draw)(keys)
   per_image = lambda v: v[:, None, None, None]
-  if "angle" in params:
+  if "scale" in params or "shift" in params:
+    batch, height = images.shape[0], images.shape[1]
+    theta = jnp.deg2rad(params.get("angle", jnp.zeros(batch)))
+    shift = params.get("shift", jnp.zeros((batch, 2))) * height
+    images = jax.vmap(_affine_by)(images, jnp.cos(theta), jnp.sin(theta),
+                                  params.get("scale", jnp.ones(batch)), shift[:, 0], shift[:, 1])
+  elif "angle" in params:
     theta = jnp.deg2rad(params["angle"])
     cos_sin = store(jnp.stack([jnp.cos(theta), jnp.sin(theta)], axis=-1))
     images = jax.vmap(_rotate_by)(images, cos_sin[:, 0], cos_sin[:, 1])
@@ -81,6 +118,12 @@ def augment(images, key, cfg: ml_collections.ConfigDict, store=fusion.identity):
     images = store(images)
     mean = per_image(images.mean(axis=(1, 2, 3)))
     images = jnp.clip((images - mean) * per_image(params["contrast"]) + mean, 0.0, 1.0)
+  if "gamma" in params:
+    images = jnp.power(jnp.maximum(images, 1e-6), per_image(params["gamma"]))
+  if cfg.noise:
+    noise_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys)
+    noise = jax.vmap(lambda k: jax.random.normal(k, images.shape[1:]))(noise_keys)
+    images = jnp.clip(images + cfg.noise * noise, 0.0, 1.0)
   if "flip" in params:
     images = jnp.where(per_image(params["flip"]), images[:, :, ::-1], images)
   return images

@@ -7,7 +7,6 @@ example cost the input pipeline, and raw pixels need no decoding. The price is d
 1.6x the PNG size (docs/design.md).
 """
 
-import logging
 import pathlib
 
 import numpy as np
@@ -87,11 +86,3 @@ def try_read(path, short_side: int = STORED_SHORT_SIDE) -> tuple[np.ndarray | No
     return None, "not an image (PIL cannot identify it)"
   except (OSError, ValueError, SyntaxError, EOFError) as error:
     return None, f"unreadable image, truncated or corrupt ({error})"
-
-
-def read_for_storage(path, short_side: int = STORED_SHORT_SIDE) -> np.ndarray | None:
-  """The pixels to store for `path`, or None (with a warning naming it) if it is not an image."""
-  pixels, reason = try_read(path, short_side)
-  if pixels is None:
-    logging.warning("Skipping %s: %s", path, reason)
-  return pixels

@@ -13,7 +13,7 @@ import logging
 import pathlib
 
 from jaxray.data import images
-from jaxray.train import faults
+from jaxray.rundir import faults
 
 FILE_NAME = "preparation_summary.json"
 

@@ -60,15 +60,15 @@ def model_inputs(examples, image_size: int) -> np.ndarray:
   return np.stack([to_input.map_with_index(i, e)["image"] for i, e in enumerate(examples)])
 
 
-def of_examples(run, examples, classes) -> np.ndarray:
-  """Grad-CAM heatmaps (N, S, S) of `classes` on stored examples."""
+def of_examples(run, state, examples, classes) -> np.ndarray:
+  """Grad-CAM heatmaps (N, S, S) of `classes` on stored examples, under `state`."""
   size = run.config.input.image_size
   if not examples:
     return np.zeros((0, size, size), np.float32)
-  return of_inputs(run, model_inputs(examples, size), classes)
+  return of_inputs(run, state, model_inputs(examples, size), classes)
 
 
-def of_inputs(run, images, classes) -> np.ndarray:
+def of_inputs(run, state, images, classes) -> np.ndarray:
   """Grad-CAM heatmaps (N, S, S) of `classes` on model inputs (N, S, S, 1) uint8, in batches of
   one shape (the last padded), so it compiles once."""
   classes = np.asarray(classes, np.int32)
@@ -76,7 +76,7 @@ def of_inputs(run, images, classes) -> np.ndarray:
   padding = -len(images) % batch
   padded = np.concatenate([images, np.zeros((padding,) + images.shape[1:], images.dtype)])
   classes = np.concatenate([classes, np.zeros(padding, np.int32)])
-  maps = [heatmaps(run.graphdef, run.state, run.config, padded[start:start + batch],
+  maps = [heatmaps(run.graphdef, state, run.config, padded[start:start + batch],
                    classes[start:start + batch])
           for start in range(0, len(padded), batch)]
   return np.concatenate(maps)[:len(images)]

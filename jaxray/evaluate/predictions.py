@@ -5,14 +5,14 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxray.data import pipeline
-from jaxray.data.splits import Subset  # noqa: F401 (t-SNE's sample of the training split)
 from jaxray.train import mesh as mesh_lib
 
 
-def predict(run, source, description="eval", state=None) -> dict:
-  """Label, probabilities, features, loss and index of every example of `source`, once, in
-  index order (host numpy). `state` defaults to the run's current one."""
-  state = run.state if state is None else state
+def predict(run, state, source, description="eval", *, with_ids: bool = True) -> dict:
+  """Label, probabilities, features, loss and index of every example of `source` under `state`,
+  once, in index order (host numpy); with `with_ids`, also each example's file name and patient
+  id (empty where the dataset has none), which the saved predictions and the patient-level
+  figures need."""
   config = run.config
   batches = pipeline.eval_batches(source, batch_size=run.eval_batch_size,
                                   image_size=config.input.image_size,
@@ -25,7 +25,16 @@ def predict(run, source, description="eval", state=None) -> dict:
   keep = merged.pop("mask").astype(bool)
   merged = {k: v[keep] for k, v in merged.items()}
   order = np.argsort(merged["index"], kind="stable")
-  return {k: v[order] for k, v in merged.items()}
+  merged = {k: v[order] for k, v in merged.items()}
+  if with_ids:
+    examples = [source[int(i)] for i in merged["index"]]
+    for key in ("file_name", "patient_id"):
+      merged[key] = np.array([_text(e.get(key, "")) for e in examples], dtype=object)
+  return merged
+
+
+def _text(value) -> str:
+  return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def summary(prediction: dict, split: str) -> dict:

@@ -3,6 +3,8 @@
 import pathlib
 
 from jaxray.data import splits
+from jaxray.evaluate.evaluators import shift
+from jaxray.rundir import results as results_lib
 
 _ROWS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc",
          "macro_precision", "macro_recall", "macro_f1", "roc_auc_ovr")
@@ -12,8 +14,10 @@ def _fmt(value) -> str:
   return "—" if value is None else f"{value:.3f}"
 
 
-def write(path, results: dict, history: list[dict], reference: dict) -> None:
-  test = results["test"]
+def write(path, results: dict, history: list[dict]) -> None:
+  """report.md from results.json's content (and metrics.jsonl's epochs): never from the
+  evaluators themselves, so a report can always be written again from a run's record."""
+  reference = results["reference"]
   lines = [
       f"# {results['experiment']}",
       "",
@@ -27,38 +31,18 @@ def write(path, results: dict, history: list[dict], reference: dict) -> None:
       "",
       *([splits.describe(results["data"]), ""] if results.get("data") else []),
       *_balance_lines(results.get("class_balance"), results["class_names"]),
-      f"## Test set ({test['num_examples']} images)",
-      "",
-      *_test_table(test, reference),
   ]
-  lines += _threshold_and_calibration_lines(results)
-  class_names = results["class_names"]
-  lines += _confusion_lines("Confusion matrix (rows: true, columns: predicted"
-                            + (", argmax)" if "at_threshold" in test else ")"), class_names,
-                            test["confusion_matrix"])
-  if "at_threshold" in test:
-    lines += _confusion_lines(
-        f"At the val threshold (t={_fmt_threshold(test['at_threshold']['threshold'])})",
-        class_names, test["at_threshold"]["confusion_matrix"])
-  if len(class_names) > 2:
-    lines += ["", "Per class:", "", "| class | precision | recall | F1 | support |",
-              "|---|---|---|---|---|"]
-    for name in class_names:
-      row = test["per_class"][name]
-      lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | "
-                   f"{row['f1-score']:.3f} | {int(row['support'])} |")
-  last = results.get("last_epoch")
-  if last and last["epoch"] != results["selected_epoch"]:
-    figures = ", ".join(
-        f"{name} {_fmt(last['test']['metrics'][name])}"
-        + (" [{:.3f}, {:.3f}]".format(*last["test"]["ci95"][name]) if "ci95" in last["test"]
-           else "")
-        for name in ("accuracy", "roc_auc", "roc_auc_ovr") if name in last["test"]["metrics"])
-    lines += ["", f"The last epoch ({last['epoch']}) on test, for comparison only (not the "
-              f"selected checkpoint): {figures}; "
-              f"confusion matrix {last['test']['confusion_matrix']}."]
+  if "test" in results and "metrics" in results["test"]:
+    lines += _test_lines(results, reference)
   if reference.get("notes"):
     lines += ["", f"Report's note: {reference['notes']}"]
+  if results.get("extra_tests"):
+    lines += _extra_test_lines(results)
+  if results.get("shift"):
+    lines += _shift_lines(results)
+  if "patient_level" in results:
+    lines += _patient_lines(results["patient_level"], results["class_names"])
+  lines += _other_lines(results)
   lines += ["", "## Per epoch", "",
             "| epoch | train loss | train acc | val loss | val acc | val AUC | test acc | seconds |",
             "|---|---|---|---|---|---|---|---|"]
@@ -71,16 +55,143 @@ def write(path, results: dict, history: list[dict], reference: dict) -> None:
     lines += ["", "Test accuracy per epoch is tracked as the report did, never used to choose "
               "the checkpoint."]
   lines += _runtime_lines(results["runtime"])
-  lines += ["", "## Figures", "",
-            "![curves](curves.png) ![confusion matrix](confusion_matrix.png) ![ROC](roc.png)",
-            "", "![calibration](calibration.png)",
-            "", "![failure cases](failure_cases.png)", "", "![t-SNE](tsne.png)", ""]
-  if pathlib.Path(path).with_name("gradcam_correct.png").exists():
-    lines += ["Grad-CAM of the predicted class (the backbone's last convolutional map, upsampled; "
-              "red is where the evidence for it lies, scaled to each image's peak) is overlaid "
-              "on the failure cases above and on a seeded sample of correct test cases:", "",
-              "![Grad-CAM on correct test cases](gradcam_correct.png)", ""]
+  lines += _figure_lines(results.get("artifacts"))
   pathlib.Path(path).write_text("\n".join(lines))
+
+
+def _test_lines(results: dict, reference: dict) -> list[str]:
+  """The test table, threshold, calibration, confusion matrices and the last epoch's figures."""
+  test, class_names = results["test"], results["class_names"]
+  at = results_lib.at_threshold(results)
+  lines = ["", f"## Test set ({test['num_examples']} images)", "", *_test_table(test, reference)]
+  lines += _threshold_and_calibration_lines(results)
+  lines += _confusion_lines("Confusion matrix (rows: true, columns: predicted"
+                            + (", argmax)" if at else ")"), class_names,
+                            test["confusion_matrix"])
+  if at:
+    lines += _confusion_lines(f"At the val threshold (t={_fmt_threshold(at['threshold'])})",
+                              class_names, at["confusion_matrix"])
+  if len(class_names) > 2:
+    lines += ["", "Per class:", "", "| class | precision | recall | F1 | support |",
+              "|---|---|---|---|---|"]
+    for name in class_names:
+      row = test["per_class"][name]
+      lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | "
+                   f"{row['f1-score']:.3f} | {int(row['support'])} |")
+  last = results_lib.last_epoch(results)
+  if last and last["epoch"] != results["selected_epoch"]:
+    figures = ", ".join(
+        f"{name} {_fmt(last['test']['metrics'][name])}"
+        + (" [{:.3f}, {:.3f}]".format(*results_lib.interval(last["test"], name))
+           if results_lib.interval(last["test"], name) else "")
+        for name in ("accuracy", "roc_auc", "roc_auc_ovr") if name in last["test"]["metrics"])
+    lines += ["", f"The last epoch ({last['epoch']}) on test, for comparison only (not the "
+              f"selected checkpoint): {figures}; "
+              f"confusion matrix {last['test']['confusion_matrix']}."]
+  return lines
+
+
+def _extra_test_lines(results: dict) -> list[str]:
+  """One section per extra test set: its figures, by the checkpoint and threshold val chose."""
+  lines = []
+  for name, figures in results["extra_tests"].items():
+    at = figures.get("at_threshold")
+    lines += ["", f"## Extra test set: {name} ({figures['num_examples']} images)", "",
+              "Evaluated with the selected checkpoint and the val threshold; it chose nothing.",
+              "", *_test_table(figures, {})]
+    lines += _confusion_lines("Confusion matrix (rows: true, columns: predicted"
+                              + (", argmax)" if at else ")"), results["class_names"],
+                              figures["confusion_matrix"])
+    lines += ["", f"Expected calibration error: {figures['calibration']['ece']:.3f}."]
+  return lines
+
+
+def _shift_lines(results: dict) -> list[str]:
+  """Val against each test set, and a plain warning for each that looks shifted."""
+  lines = ["", "## Distribution shift (val against each test set)", "",
+           "| test set | KS D | KS p | share called positive (val / test) | "
+           "mean confidence (val / test) | ECE (val / test) | shifted |",
+           "|---|---|---|---|---|---|---|"]
+  for name, f in results["shift"].items():
+    rate = ("—" if f["test_positive_rate"] is None
+            else f"{f['val_positive_rate']:.3f} / {f['test_positive_rate']:.3f}")
+    lines.append(f"| {name} | {f['ks_statistic']:.3f} | {f['ks_p_value']:.2g} | {rate} | "
+                 f"{f['val_mean_confidence']:.3f} / {f['test_mean_confidence']:.3f} | "
+                 f"{f['val_ece']:.3f} / {f['test_ece']:.3f} | {'**yes**' if f['shifted'] else 'no'} |")
+  for warning in shift.warnings(results):
+    lines += ["", f"**Warning.** {warning}"]
+  return lines
+
+
+def _patient_lines(patient: dict, class_names) -> list[str]:
+  """The patient-level section: figures per patient, with their own val threshold."""
+  test, val = patient["test"], patient["val"]
+  at = test.get("at_threshold")
+  lines = ["", f"## Per patient ({test['num_patients']} test patients, {test['num_images']} "
+           f"images)", "",
+           f"A patient's probabilities are the {patient['aggregate']} of their images'; a patient "
+           f"is positive when any of their images is. Intervals resample patients."
+           + (f" The threshold t={_fmt_threshold(patient['threshold']['value'])} was chosen on "
+              f"the {val['num_patients']} val patients by the same rule as the images'."
+              if at else ""), "",
+           f"| metric | per patient{' (argmax)' if at else ''} | 95% CI |"
+           + (" at the patients' val threshold | 95% CI |" if at else ""),
+           "|---|---|---|" + ("---|---|" if at else "")]
+  for name in _ROWS:
+    if name in test["metrics"]:
+      lines.append(f"| {name} | {_fmt(test['metrics'][name])} | {_interval(test, name)} |"
+                   + (f" {_fmt(at['metrics'][name])} | {_interval(at, name)} |" if at else ""))
+  return lines
+
+
+# results.json's fields that report.md shows in sections of their own, or that are not figures.
+_KNOWN = {"schema_version", "experiment", "overrides", "class_names", "platform", "runtime",
+          "selected_epoch", "selection", "epochs_trained", "mean_epoch_seconds",
+          "mean_train_seconds", "reference", "data", "class_balance", "evaluators", "val", "test",
+          "last_epoch", "threshold", "patient_level", "artifacts", "predictions", "extra_tests",
+          "shift"}
+
+
+def _other_lines(results: dict) -> list[str]:
+  """Results of evaluators report.md has no section for (your own): each, by its key."""
+  lines = []
+  for key in results:
+    if key not in _KNOWN:
+      lines += ["", f"## {key}", ""] + [f"- {name}: {_value(value)}"
+                                        for name, value in _flat(results[key]).items()]
+  return lines
+
+
+def _flat(value, prefix: str = "") -> dict:
+  if not isinstance(value, dict):
+    return {prefix or "value": value}
+  flat = {}
+  for key, item in value.items():
+    flat.update(_flat(item, f"{prefix}.{key}" if prefix else str(key)))
+  return flat
+
+
+def _value(value) -> str:
+  return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _figure_lines(artifacts) -> list[str]:
+  """The figures the evaluators wrote, in their order."""
+  if artifacts is None:  # results.json of schema 1: the figures every run then wrote
+    artifacts = ["curves.png", "confusion_matrix.png", "roc.png", "calibration.png",
+                 "failure_cases.png", "tsne.png"]
+  figures = [name for name in artifacts if name.endswith(".png")]
+  if not figures:
+    return []
+  lines = ["", "## Figures", ""]
+  lines += [f"![{name.removesuffix('.png').replace('_', ' ')}]({name})" for name in figures
+            if name != "gradcam_correct.png"]
+  if "gradcam_correct.png" in figures:
+    lines += ["", "Grad-CAM of the predicted class (the backbone's last convolutional map, "
+              "upsampled; red is where the evidence for it lies, scaled to each image's peak) is "
+              "overlaid on the failure cases and on a seeded sample of correct test cases:", "",
+              "![Grad-CAM on correct test cases](gradcam_correct.png)"]
+  return lines + [""]
 
 
 # Overrides that say where things are, not what is computed: they leave the recipe as it is.
@@ -117,8 +228,8 @@ def _fmt_threshold(value: float) -> str:
   return f"{value:.4g}"
 
 
-def _interval(ci95: dict, name: str) -> str:
-  low_high = ci95.get(name)
+def _interval(figures: dict, name: str) -> str:
+  low_high = results_lib.interval(figures, name)
   return f"[{low_high[0]:.3f}, {low_high[1]:.3f}]" if low_high else "—"
 
 
@@ -131,10 +242,10 @@ def _test_table(test: dict, reference: dict) -> list[str]:
   for name in _ROWS:
     if name not in test["metrics"]:
       continue
-    cell = (f" {_fmt(at['metrics'][name])} {_interval(at.get('ci95', {}), name)} |" if at
+    cell = (f" {_fmt(at['metrics'][name])} {_interval(at, name)} |" if at
             else "")
     lines.append(f"| {name} | {_fmt(test['metrics'][name])} | "
-                 f"{_interval(test.get('ci95', {}), name)} |{cell} {_fmt(reference.get(name))} |")
+                 f"{_interval(test, name)} |{cell} {_fmt(reference.get(name))} |")
   if "loss" in test:
     lines.append(f"| loss | {test['loss']:.4f} | — |{' — |' if at else ''} "
                  f"{_fmt(reference.get('loss'))} |")

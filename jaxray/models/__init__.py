@@ -53,7 +53,7 @@ def build_model(cfg: ml_collections.ConfigDict, num_outputs: int, image_size: in
 
   `in_channels` is what the input pipeline feeds (`input.channels`): 3 for the grayscale image
   replicated, as ImageNet weights expect; 1 where a paper's network takes the image as it is.
-  `ops` are the kernels the run's `runtime` section chose (jaxray.runtime.kernels).
+  `ops` are the kernels the run's `runtime` section chose (jaxray.ops.from_runtime of the resolved runtime record).
   """
   if cfg.name not in BACKBONES:
     raise ValueError(f"Unknown model.name {cfg.name!r}; available: {sorted(BACKBONES)}")

@@ -7,7 +7,7 @@ products per channel pair instead of 36: the input tiles and the kernel are tran
 fixed matrices (additions and halvings only), the 16 transformed positions are 16 independent
 matrix multiplies over the channels, and an output transform adds them back into the 2x2 tile.
 The transforms' entries are 0, +-1 and +-1/2, so the result differs from the direct sum by float
-rounding only (tests/test_conv_vjp.py: relative error ~1e-6, the direct convolution's own).
+rounding only (tests/test_ops_winograd.py: relative error ~1e-6, the direct convolution's own).
 
 Both gradients keep the saving. The input gradient of a stride-1 3x3 convolution with padding 1
 is the same kind of convolution of the cotangent with the kernel flipped and its channels swapped,

@@ -1,1 +1,1 @@
-"""Training: optimizer, pure step functions, device mesh, checkpoints and the epoch loop."""
+"""Training's pure pieces: optimizer, step functions, device mesh, class balance, one epoch."""

@@ -98,6 +98,10 @@ def train_step(state: TrainState, batch, metrics, *, graphdef, tx, cfg, ops, cla
     model = nnx.merge(graphdef, params, state.batch_stats, copy=True)
     logits = model(images, train=True, dropout_key=dropout_key)
     losses, probabilities = loss_and_probabilities(logits, labels, cfg.model.loss)
+    if cfg.model.label_smoothing:  # the eval loss stays the plain cross-entropy
+      targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]),
+                                    cfg.model.label_smoothing)
+      losses = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
     return (weighted_mean(losses, labels, class_weights),
             (probabilities, nnx.state(model, nnx.BatchStat)))
 

@@ -1,7 +1,8 @@
 """What a run does when something goes wrong: a loss that is not finite, a full disk, a kill.
 
-`kill_point` is a test-only hook: tests/test_faults.py sets JAXRAY_TEST_KILL_AT=NAME:EPOCH and the
-process SIGKILLs itself at that point, so a real crash at that moment is what the test resumes.
+`kill_point` is a test-only hook: tests/test_train.py and tests/test_prepare_messy.py set
+JAXRAY_TEST_KILL_AT=NAME:EPOCH and the process SIGKILLs itself at that point, so a real crash at
+that moment is what the test resumes.
 """
 
 import errno

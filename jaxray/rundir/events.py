@@ -25,7 +25,7 @@ from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto.event_pb2 import Event, SessionLog
 from tensorboardX.proto.summary_pb2 import Summary
 
-from jaxray.train import workdir as workdir_lib
+from jaxray.rundir import results as results_lib, workdir as workdir_lib
 
 _SPLITS = ("train", "val", "test")
 _COLORSPACES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}  # Summary.Image.colorspace
@@ -77,7 +77,8 @@ def write_evaluation(workdir: pathlib.Path, results: dict) -> None:
   figure in `workdir` ("figures/roc", ...), at step = the selected epoch, in a file of their own."""
   if not workdir_lib.is_chief():
     return
-  test = dict(results["test"]["metrics"], loss=results["test"]["loss"])
+  test = dict(results_lib.test_metrics(results), loss=results["test"]["loss"]) \
+      if "metrics" in results.get("test", {}) else {}
   values = [Summary.Value(tag=f"selected_epoch/test_{name}", simple_value=float(value))
             for name, value in test.items() if _is_number(value)]
   values += [_image(path) for path in sorted(pathlib.Path(workdir).glob("*.png"))]

@@ -38,3 +38,12 @@ def save(mgr: ocp.CheckpointManager, epoch: int, state, metrics: dict) -> None:
 def restore(mgr: ocp.CheckpointManager, epoch: int, target):
   """`target` (a state with the right structure and shardings) tells orbax what to build."""
   return mgr.restore(epoch, args=ocp.args.StandardRestore(target))
+
+
+def latest_epoch(workdir) -> int:
+  """The newest epoch whose checkpoint completed (orbax renames a step's folder into place only
+  once it is written), or 0: read from the folder names, with no orbax manager."""
+  folder = pathlib.Path(workdir) / "checkpoints"
+  steps = [int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()] \
+      if folder.is_dir() else []
+  return max(steps, default=0)

@@ -1,4 +1,4 @@
-"""A run's folder: config.json, metrics.jsonl, runtime.json and results.json.
+"""A run's folder: config.json, metrics.jsonl and runtime.json (results.json: `results`).
 
 Only process 0 writes; every process reads. A workdir never mixes two configurations (only
 `num_epochs` may grow between runs), so resuming continues the run its files describe.
@@ -15,21 +15,45 @@ def is_chief() -> bool:
   return jax.process_index() == 0
 
 
-def check(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
-  """Refuses a workdir that holds a run with another configuration, before anything is written."""
+# Fields that change only the final evaluation: a finished run may be evaluated again with
+# other values (its checkpoints are not touched), and an unfinished one resumes with them.
+EVALUATION_FIELDS = ("evaluation.", "dataset.extra_tests")
+
+
+def _flatten(node: dict, prefix: str = "") -> dict:
+  flat = {}
+  for key, value in node.items():
+    if isinstance(value, dict) and key != "normalization":
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def check(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> list[str]:
+  """Refuses a workdir that holds a run with another configuration, before anything is written;
+  returns the evaluation fields (`EVALUATION_FIELDS`) that differ from the run's.
+
+  The refusal names each field, the value the run was started with and the value asked for now.
+  """
   path = workdir / "config.json"
-  if path.exists():
-    # Fields added to jaxray since the run was made count with their defaults, which keep the
-    # behaviour of before: a run of an older version resumes.
-    from jaxray import config as config_lib
-    previous = json.loads(config_lib.from_workdir(workdir).to_json())
-    current = json.loads(config.to_json())
-    changed = sorted(k for k in set(previous) | set(current)
-                     if k != "num_epochs" and previous.get(k) != current.get(k))
-    if changed:
-      raise ValueError(f"{workdir} holds a run with a different configuration (fields: "
-                       f"{', '.join(changed)}). Pass another --workdir, or delete {workdir} to "
-                       f"start over.")
+  if not path.exists():
+    return []
+  # Fields added to jaxray since the run was made count with their defaults, which keep the
+  # behaviour of before: a run of an older version resumes.
+  from jaxray import config as config_lib
+  previous = _flatten(json.loads(config_lib.from_workdir(workdir).to_json()))
+  current = _flatten(json.loads(config.to_json()))
+  changed = sorted(k for k in set(previous) | set(current)
+                   if k != "num_epochs" and previous.get(k) != current.get(k))
+  evaluation = [k for k in changed if k.startswith(EVALUATION_FIELDS)]
+  training = [k for k in changed if k not in evaluation]
+  if training:
+    fields = "; ".join(f"{k}: {previous.get(k)!r} in the run, {current.get(k)!r} now"
+                       for k in training)
+    raise ValueError(f"{workdir} holds a run with a different configuration ({fields}). Pass "
+                     f"another --workdir, or delete {workdir} to start over.")
+  return evaluation
 
 
 def check_writable(workdir: pathlib.Path) -> None:
@@ -60,7 +84,29 @@ def read_history(workdir: pathlib.Path) -> list[dict]:
   path = workdir / "metrics.jsonl"
   if not path.exists():
     return []
-  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  history = []
+  for number, line in enumerate(path.read_text().splitlines(), start=1):
+    if not line.strip():
+      continue
+    try:
+      history.append(json.loads(line))
+    except json.JSONDecodeError as error:
+      raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg}). It holds one line "
+                       f"per trained epoch: restore it from a copy, or delete {workdir} to start "
+                       f"the run over.") from None
+  return history
+
+
+def check_history(workdir: pathlib.Path, history: list[dict], latest_checkpoint: int) -> None:
+  """Refuses metrics.jsonl when it lacks epochs that have a checkpoint: selection reads it, and
+  re-deriving it would choose on what was never measured."""
+  missing = sorted(set(range(1, latest_checkpoint + 1)) - {h["epoch"] for h in history})
+  if missing:
+    raise ValueError(
+        f"{workdir / 'metrics.jsonl'} lacks epoch(s) {', '.join(map(str, missing))}, although "
+        f"checkpoints up to epoch {latest_checkpoint} exist: the checkpoint selection reads "
+        f"those lines and they cannot be recomputed. Restore metrics.jsonl from a copy, or "
+        f"delete {workdir} to start the run over.")
 
 
 def write_history(workdir: pathlib.Path, history: list[dict]) -> None:
@@ -95,19 +141,6 @@ def record_runtime(workdir: pathlib.Path, record: dict, first_epoch: int) -> lis
   if is_chief():
     _write_atomic(path, json.dumps(entries, indent=2))
   return entries
-
-
-def finished_results(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> dict | None:
-  """results.json when it holds the finished run of `config.num_epochs` epochs, else None."""
-  path = workdir / "results.json"
-  if not path.exists():
-    return None
-  results = json.loads(path.read_text())
-  return results if results.get("epochs_trained") == config.num_epochs else None
-
-
-def write_results(workdir: pathlib.Path, results: dict) -> None:
-  _write_atomic(workdir / "results.json", json.dumps(results, indent=2))
 
 
 def _write_atomic(path: pathlib.Path, text: str) -> None:
