@@ -25,6 +25,10 @@ def get_config() -> ml_collections.ConfigDict:
       # fraction > 0: validate on this share of train_split's patients instead of val_split,
       # stratified by class, drawn with its own seed; those patients leave train (data/splits.py)
       val_from_train=dict(fraction=0.0, seed=0),
+      # folds >= 2: k-fold cross-validation by patient over train_split (sklearn's
+      # StratifiedGroupKFold with `seed`): fold `fold` validates, the others train; test is
+      # untouched (launch/sweep.py --folds=k runs every fold)
+      cross_validation=dict(folds=0, fold=0, seed=0),
       # more test sets, each "NAME=PATH" with one folder of images per class: evaluated with the
       # selected checkpoint and the val threshold, never used to choose (data/folder_test.py)
       extra_tests=(),

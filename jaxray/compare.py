@@ -41,6 +41,9 @@ flags.DEFINE_string("sort_by", "accuracy", "Order the runs' table by this metric
 flags.DEFINE_integer("bootstrap_samples", 1000, "Bootstrap resamples of the test set for every "
                      "interval.")
 flags.DEFINE_integer("seed", 0, "Seed of the bootstrap resamples.")
+flags.DEFINE_string("pool", None, "Pool this split's predictions over the runs instead of pairing "
+                    "them: the out-of-fold figures of a cross-validation (--pool=val over the "
+                    "folds' runs, whose val parts are disjoint), with intervals.")
 flags.DEFINE_string("split", "test", "Which saved predictions to compare: test, or an extra test "
                     "set as extra_NAME (dataset.extra_tests).")
 FLAGS = flags.FLAGS
@@ -65,6 +68,7 @@ class Run:
   decisions: np.ndarray
   patient_ids: np.ndarray
   decision_rule: str
+  file_names: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, str))
 
   @property
   def experiment(self) -> Optional[str]:
@@ -139,7 +143,9 @@ def load_run(path, label: Optional[str] = None, split: str = "test") -> Run:
       decisions=frame["pred_threshold" if thresholded else "pred_argmax"].to_numpy(np.int64),
       patient_ids=(frame["patient_id"].to_numpy(str) if "patient_id" in frame
                    else np.full(len(frame), "")),
-      decision_rule=_decision_rule(results, thresholded))
+      decision_rule=_decision_rule(results, thresholded),
+      file_names=(frame["file_name"].to_numpy(str) if "file_name" in frame
+                  else frame["index"].to_numpy(str)))
 
 
 def check_same_test_set(runs: Sequence[Run]) -> None:
@@ -235,6 +241,48 @@ def _run_entry(run: Run, metrics: dict, labels: np.ndarray, groups, samples: int
     entry["ci95"][name] = figures["ci95"]
     entry["skipped"][name] = figures["skipped"]
   return entry
+
+
+def pool(runs: Sequence[Run], *, samples: int = 1000, seed: int = 0) -> dict:
+  """The runs' predictions of one split pooled into one set: cross-validation's out-of-fold
+  figures, each held-out example predicted by the fold that did not train on it. Refused when
+  an example (by file name) is in two runs' sets."""
+  names = [set(r.file_names) for r in runs]
+  overlapping = {n for i, a in enumerate(names) for b in names[i + 1:] for n in a & b}
+  if overlapping:
+    raise ValueError(f"--pool: {len(overlapping)} example(s) are in more than one run's set "
+                     f"(e.g. {sorted(overlapping)[0]}): pool the held-out parts of one "
+                     f"cross-validation's folds.")
+  labels = np.concatenate([r.labels for r in runs])
+  merged = dataclasses.replace(
+      runs[0], label="pooled", labels=labels,
+      probabilities=np.concatenate([r.probabilities for r in runs]),
+      decisions=np.concatenate([r.decisions for r in runs]),
+      patient_ids=np.concatenate([r.patient_ids for r in runs]),
+      index=np.arange(len(labels)), file_names=np.concatenate([r.file_names for r in runs]))
+  metrics = _metric_functions(len(runs[0].class_names))
+  entry = _run_entry(merged, metrics, labels, _patient_groups([merged]), samples, seed)
+  entry.update(examples=int(len(labels)), runs=[r.label for r in runs])
+  per_run = [_run_entry(r, metrics, r.labels, _patient_groups([r]), samples, seed) for r in runs]
+  return {"pooled": entry, "runs": per_run,
+          "groups": summarize_groups([dict(e, experiment="folds") for e in per_run])}
+
+
+def pool_markdown(pooled: dict) -> str:
+  entry = pooled["pooled"]
+  lines = [f"# Pooled out-of-fold figures ({entry['examples']} examples of "
+           f"{len(entry['runs'])} runs)", ""]
+  names = list(entry["metrics"])
+  lines += _table(["", *names],
+                  [["pooled", *(_with_interval(entry["metrics"][n], entry["ci95"][n])
+                                for n in names)]]
+                  + [[e["label"], *(_with_interval(e["metrics"][n], e["ci95"][n])
+                                    for n in names)] for e in pooled["runs"]])
+  for group in pooled["groups"]:
+    lines += ["", "Over the runs: " + ", ".join(
+        f"{n} {group['metrics'][n]['mean']:.3f} ± {group['metrics'][n]['sd']:.3f}"
+        for n in names if group["metrics"][n]["sd"] is not None)]
+  return "\n".join(lines) + "\n"
 
 
 def _pair_entry(a: Run, b: Run, metrics: dict, labels: np.ndarray, groups, samples: int,
@@ -468,6 +516,16 @@ def main(argv):
   if FLAGS.bootstrap_samples < 1:
     cli.fail(f"--bootstrap_samples must be at least 1, got {FLAGS.bootstrap_samples}")
   try:
+    if FLAGS.pool:
+      runs = [load_run(path, label, FLAGS.pool) for path, label in zip(paths, run_labels(paths))]
+      pooled = pool(runs, samples=FLAGS.bootstrap_samples, seed=FLAGS.seed)
+      print(pool_markdown(pooled), end="")
+      if FLAGS.out:
+        folder = pathlib.Path(FLAGS.out).expanduser()
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "pooled.md").write_text(pool_markdown(pooled))
+        (folder / "pooled.json").write_text(json.dumps(_json_ready(pooled), indent=2))
+      return
     runs = [load_run(path, label, FLAGS.split) for path, label in zip(paths, run_labels(paths))]
     comparison = compare_runs(runs, samples=FLAGS.bootstrap_samples, seed=FLAGS.seed,
                               sort_by=FLAGS.sort_by)

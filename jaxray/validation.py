@@ -156,6 +156,14 @@ def problems(config: ml_collections.ConfigDict, device_count: int | None = None)
       folder_test.parse(spec)
     except ValueError as error:
       found.append(str(error))
+  cv = config.dataset.cross_validation
+  check("dataset.cross_validation.folds", lambda v: _is_int(v) and (v == 0 or v >= 2),
+        "0 (no cross-validation) or a number of folds, at least 2")
+  if _is_int(cv.folds) and cv.folds >= 2 and not (_is_int(cv.fold) and 0 <= cv.fold < cv.folds):
+    found.append(f"dataset.cross_validation.fold={cv.fold!r}: must be a fold in [0, {cv.folds}).")
+  if cv.folds and config.dataset.val_from_train.fraction:
+    found.append("dataset.cross_validation.folds and dataset.val_from_train.fraction both carve "
+                 "validation from train: set one of them to 0.")
   check("evaluation.shift.alpha", lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)")
   check("evaluation.shift.ece_gap", lambda v: _is_number(v) and v >= 0, "a number, at least 0")
 

@@ -82,6 +82,24 @@ def _text(value) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def fold_split(patient_ids: Sequence[str], labels: np.ndarray, folds: int, fold: int,
+               seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """(train indices, val indices), sorted: fold `fold` of a `folds`-fold split by patient.
+
+  scikit-learn's `StratifiedGroupKFold`: no patient in two folds, each fold's classes as close
+  to the whole's as whole patients allow; shuffled with `seed`, so the folds are a function of
+  (seed, the examples' patients and labels)."""
+  labels = np.asarray(labels, dtype=np.int64)
+  splitter = model_selection.StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+  try:
+    train, val = list(splitter.split(np.zeros(len(labels)), labels,
+                                     np.asarray(patient_ids, str)))[fold]
+  except ValueError as error:
+    raise ValueError(f"dataset.cross_validation: cannot cut {len(set(patient_ids))} patients "
+                     f"into {folds} folds ({error})") from None
+  return np.sort(train), np.sort(val)
+
+
 def read_patients(source) -> tuple[list[str], np.ndarray]:
   """(patient id, label) of every example of `source`, in index order.
 
@@ -107,13 +125,19 @@ def select(sources: Mapping[str, Any], dataset: ml_collections.ConfigDict
   check_fraction(carve.fraction)
   train, test = sources[dataset.train_split], sources[dataset.test_split]
   train_patients, train_labels = read_patients(train)
-  if carve.fraction > 0:
-    train_indices, val_indices = patient_split(train_patients, train_labels, carve.fraction,
-                                               carve.seed)
+  cv = dataset.cross_validation
+  if carve.fraction > 0 or cv.folds:
+    if cv.folds:
+      train_indices, val_indices = fold_split(train_patients, train_labels, cv.folds, cv.fold,
+                                              cv.seed)
+      how = f"fold {cv.fold} of {cv.folds} of train"
+    else:
+      train_indices, val_indices = patient_split(train_patients, train_labels, carve.fraction,
+                                                 carve.seed)
+      how = "carved from train"
     val_patients = [train_patients[i] for i in val_indices]
     train_patients = [train_patients[i] for i in train_indices]
     splits = {"train": Subset(train, train_indices), "val": Subset(train, val_indices)}
-    how = "carved from train"
   else:
     splits = {"train": train, "val": sources[dataset.val_split]}
     val_patients = read_patients(splits["val"])[0]
@@ -125,6 +149,8 @@ def select(sources: Mapping[str, Any], dataset: ml_collections.ConfigDict
       "val": how,
       "fraction": float(carve.fraction),
       "seed": int(carve.seed),
+      **({"cv_folds": int(cv.folds), "cv_fold": int(cv.fold), "cv_seed": int(cv.seed)}
+         if cv.folds else {}),
       "val_patients": len(set(val_patients)),
       "train_patients": len(set(train_patients)),
       "val_images": len(splits["val"]),
@@ -138,7 +164,11 @@ def select(sources: Mapping[str, Any], dataset: ml_collections.ConfigDict
 
 def describe(record: Mapping[str, Any]) -> str:
   """One sentence on how the validation split was made, for the run's log and report.md."""
-  if record["val"] == "carved from train":
+  if record["val"].startswith("fold "):
+    line = (f"Validation: {record['val']} by patient ({record['val_images']} images of "
+            f"{record['val_patients']} patients; seed {record['cv_seed']}), none of them in "
+            f"train ({record['train_images']} images of {record['train_patients']} patients).")
+  elif record["val"] == "carved from train":
     percent = f"{round(100 * record['fraction'], 6):g}%"
     line = (f"Validation: {record['val_images']} images of {record['val_patients']} patients, "
             f"{percent} of {record['train_split']}'s patients (stratified by class, seed "
