@@ -1,4 +1,5 @@
-"""Pure train and eval steps: (state, batch) -> (state, metrics), jitted once per run.
+"""Pure steps, jitted once per run: train (state, batch, metrics) -> (state, metrics), with the
+metrics summed on the device; eval (state, batch) -> per-example outputs.
 
 The model is an NNX module split into its graph definition (static) and two state pytrees,
 parameters and BatchNorm statistics, so the steps are plain functions over pytrees that jit,
