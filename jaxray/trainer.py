@@ -162,7 +162,8 @@ def evaluate(run: assembly.Run, last_state, manager, workdir: pathlib.Path, hist
   for name, examples in run.extra_tests.items():
     predictions[f"extra_{name}"] = predict(run, state, examples, name)
   if "train_sample" in evaluators.needed_predictions(names):
-    predictions["train_sample"] = predict(run, state, _train_sample(run), "train (sample)")
+    predictions["train_sample"] = predict(run, state, _train_sample(run), "train (sample)",
+                                          with_ids=False)
   if not workdir_lib.is_chief():
     return {}
   return report_predictions(run, state, predictions, workdir, history, selected,

@@ -11,6 +11,8 @@ import pathlib
 
 import jax
 
+from jaxray.rundir import workdir as workdir_lib
+
 SCHEMA_VERSION = 2
 FILE = "results.json"
 
@@ -79,10 +81,7 @@ def finished(workdir, num_epochs: int) -> dict | None:
 
 def write(workdir, results: dict) -> None:
   """Written last: results.json marks the run finished, so a crash before it evaluates again."""
-  path = pathlib.Path(workdir) / FILE
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(results, indent=2))
-  tmp.replace(path)
+  workdir_lib.write_atomic(pathlib.Path(workdir) / FILE, json.dumps(results, indent=2))
 
 
 def require_predictions(results: dict, workdir) -> None:

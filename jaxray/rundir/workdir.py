@@ -112,7 +112,7 @@ def check_history(workdir: pathlib.Path, history: list[dict], latest_checkpoint:
 def write_history(workdir: pathlib.Path, history: list[dict]) -> None:
   """metrics.jsonl, one line per epoch, replaced whole (never half-written)."""
   if is_chief():
-    _write_atomic(workdir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+    write_atomic(workdir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
 
 def record_runtime(workdir: pathlib.Path, record: dict, first_epoch: int) -> list[dict]:
@@ -139,11 +139,11 @@ def record_runtime(workdir: pathlib.Path, record: dict, first_epoch: int) -> lis
           f"lists both.")
   entries.append(current)
   if is_chief():
-    _write_atomic(path, json.dumps(entries, indent=2))
+    write_atomic(path, json.dumps(entries, indent=2))
   return entries
 
 
-def _write_atomic(path: pathlib.Path, text: str) -> None:
+def write_atomic(path: pathlib.Path, text: str) -> None:
   tmp = path.with_name(path.name + ".tmp")
   tmp.write_text(text)
   tmp.replace(path)

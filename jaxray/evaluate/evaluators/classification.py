@@ -7,7 +7,8 @@ the selection rule gained or lost is in the run's own record.
 from jaxray.evaluate import metrics
 
 
-def _figures(context, prediction) -> dict:
+def figures(context, prediction) -> dict:
+  """One split's metrics at argmax with their bootstrap intervals."""
   evaluation = context.config.evaluation
   return metrics.evaluate(prediction["label"], prediction["probabilities"], context.class_names,
                           bootstrap_samples=evaluation.bootstrap_samples,
@@ -18,12 +19,12 @@ def run(context) -> dict:
   results = {}
   for split in ("val", "test"):
     prediction = context.predictions[split]
-    results[split] = _figures(context, prediction)
+    results[split] = figures(context, prediction)
     results[split]["loss"] = float(prediction["loss"].mean())  # report 004 quotes test loss
   last = context.predictions.get("test_last_epoch")
   if last is None:  # the selected epoch is the last: its figures, not a second bootstrap
     last_figures = {k: v for k, v in results["test"].items() if k != "loss"}
   else:
-    last_figures = _figures(context, last)
+    last_figures = figures(context, last)
   results["last_epoch"] = {"epoch": context.history[-1]["epoch"], "test": last_figures}
   return results

@@ -4,6 +4,7 @@ anything: the checkpoint and the threshold come from val alone, so a run reports
 external validation side by side."""
 
 from jaxray.evaluate import calibration, metrics
+from jaxray.evaluate.evaluators import classification
 
 PREFIX = "extra_"  # their predictions' names: extra_<name>
 
@@ -18,8 +19,7 @@ def run(context) -> dict:
   results = {}
   for name in names(context):
     p = context.predictions[PREFIX + name]
-    figures = metrics.evaluate(p["label"], p["probabilities"], context.class_names,
-                               bootstrap_samples=evaluation.bootstrap_samples, seed=seed)
+    figures = classification.figures(context, p)
     figures["loss"] = float(p["loss"].mean())
     if threshold is not None:
       figures["at_threshold"] = metrics.at_threshold(

@@ -8,8 +8,8 @@ test set on what needs no labels (the distribution of the model's scores, by a t
 Kolmogorov-Smirnov test; the share called positive at the val threshold; the mean confidence) and
 on the calibration gap (test's expected calibration error above val's). A test set is flagged
 when the scores differ at `evaluation.shift.alpha` or the calibration gap exceeds
-`evaluation.shift.ece_gap` beyond the noise of a small test set; report.md and the console then warn that the val threshold and the
-calibration may not hold on it.
+`evaluation.shift.ece_gap` beyond the noise of a small test set; report.md and the console then
+warn that the val threshold and the calibration may not hold on it.
 """
 
 import numpy as np
