@@ -55,31 +55,47 @@ class Run:
 
 def load_splits(config: ml_collections.ConfigDict, data_dir=None):
   """(role -> source, class names, record) of the experiment's dataset, prepared first if
-  needed. The record says how validation was made (jaxray.data.splits.select).
+  needed. The record says how validation was made (jaxray.data.splits.select) and, as `source`,
+  what the prepared data was made from and whether that raw folder has changed since
+  (jaxray.data.source).
 
   With several processes, process 0 prepares (in a folder every process sees) while the others
   wait, then they all open it: no two processes ever write one dataset.
   """
   def load():
-    return data.load(config.dataset.name, data_dir, config.dataset.prepared_dir or None,
-                     config.dataset.config or None)
+    return data.load_with_source(
+        config.dataset.name, data_dir, config.dataset.prepared_dir or None,
+        config.dataset.config or None, allow_changed_source=config.dataset.allow_changed_source,
+        min_image_side=config.dataset.min_image_side, settings=config.dataset.to_dict())
 
   if jax.process_count() == 1:
-    sources, info = load()
+    sources, info, source = load()
   else:
     from jax.experimental import multihost_utils
     loaded = load() if jax.process_index() == 0 else None
     multihost_utils.sync_global_devices("jaxray: dataset prepared")
-    sources, info = loaded or load()
+    sources, info, source = loaded or load()
+  check_task(config, data.is_multilabel(info))
   splits, record = splits_lib.select(sources, config.dataset)
+  record = dict(record, source=source)
   return splits, data.class_names(config.dataset.name, config.dataset.config, info), record
+
+
+def check_task(config: ml_collections.ConfigDict, multilabel_data: bool) -> None:
+  """A multi-label dataset trains only under task "multilabel", and that task only on one."""
+  if multilabel_data != (config.task == "multilabel"):
+    kind = "several findings per image" if multilabel_data else "one class per image"
+    wanted = "multilabel" if multilabel_data else "single_label"
+    raise ValueError(f"task={config.task!r}, but dataset {config.dataset.name!r} has {kind}: "
+                     f"set --set task={wanted}"
+                     + (" (with model.loss=sigmoid)" if multilabel_data else "") + ".")
 
 
 def load_extra_tests(config: ml_collections.ConfigDict, class_names) -> dict:
   """name -> examples of each `dataset.extra_tests` folder; skipped files are printed."""
   extra = {}
   for spec in config.dataset.extra_tests:
-    name, examples, skipped = folder_test.load(spec, class_names)
+    name, examples, skipped = folder_test.load(spec, class_names, config.dataset.min_image_side)
     if jax.process_index() == 0:
       print(f"Extra test set {name}: {len(examples)} images"
             + (f", {len(skipped)} skipped" if skipped else "") + ".")
@@ -112,7 +128,8 @@ def assemble(config: ml_collections.ConfigDict, data_dir=None, *,
   if balance.needs_labels(config.class_balance):
     train_labels = balance.read_labels(splits["train"])
     if config.class_balance.loss_weights == "balanced":
-      weights = balance.loss_weights(train_labels, len(class_names))
+      weights = (balance.positive_weights(train_labels) if config.task == "multilabel"
+                 else balance.loss_weights(train_labels, len(class_names)))
   return _network(config, mesh, splits, class_names, steps_per_epoch, eval_batch_size,
                   load_weights=True, class_weights=weights, data_record=data_record,
                   train_labels=train_labels, extra_tests=extra_tests,
@@ -137,7 +154,8 @@ def _network(config, mesh, splits, class_names, steps_per_epoch, eval_batch_size
   backend = jax.default_backend()
   record = runtime.record(config.runtime, backend)
   kernels = ops_lib.from_runtime(record["resolved"])  # the kernels the record says ran
-  num_outputs = 1 if config.model.loss == "sigmoid" else len(class_names)
+  num_outputs = (1 if config.model.loss == "sigmoid" and config.task != "multilabel"
+                 else len(class_names))
   model = models.build_model(config.model, num_outputs, config.input.image_size, config.seed,
                              config.input.channels, kernels)
   if load_weights and config.model.pretrained.source:

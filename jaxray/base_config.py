@@ -14,11 +14,24 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = ""  # set by the loader: the experiment's name or file path
   config.seed = 0  # initialisation, shuffling, augmentation and dropout all derive from it
+  # "single_label": one class per image (softmax, or one sigmoid logit for two classes);
+  # "multilabel": several findings per image, each present, absent or unknown: one sigmoid
+  # output per finding, binary cross-entropy with unknowns masked (needs model.loss="sigmoid"
+  # and a multi-label dataset; evaluate/multilabel.py says what is measured)
+  config.task = "single_label"
 
   config.dataset = dict(
-      name="chest_xray",  # a builder of jaxray/data: chest_xray, covid_cs542, pneumoniamnist, synthetic
+      # a builder of jaxray/data: chest_xray, covid_cs542, pneumoniamnist, synthetic, and
+      # image_folder, table, nih_chestxray14, chexpert (settings below)
+      name="chest_xray",
       config="",  # the builder's config (e.g. covid_cs542 "two" / "all"; "" = its default)
       prepared_dir="",  # where prepared data lives ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets)
+      # images with a side under this many pixels are skipped at preparation and by predict,
+      # as are an aspect ratio over 10:1 and a constant image (data/images.py `degenerate`)
+      min_image_side=32,
+      # True: train on prepared data whose raw folder changed since it was prepared (the change
+      # is recorded in results.json); False stops the run and names what changed
+      allow_changed_source=False,
       train_split="train",  # the split trained on
       val_split="val",  # the split that selects the checkpoint
       test_split="test",  # the split reported, never used to choose anything
@@ -32,6 +45,38 @@ def get_config() -> ml_collections.ConfigDict:
       # more test sets, each "NAME=PATH" with one folder of images per class: evaluated with the
       # selected checkpoint and the val threshold, never used to choose (data/folder_test.py)
       extra_tests=(),
+      # The settings of the builders for your own data and of the multi-label benchmarks
+      # (docs/datasets.md). Each setting is part of the prepared folder's name: a change
+      # prepares again, into a folder of its own.
+      # image_folder: --data_dir holds DIR/<class>/*, DIR/{train,test}/<class>/* or
+      # DIR/{train,val,test}/<class>/* (data/image_folder.py)
+      image_folder=dict(
+          # a regex whose first group (or whole match) in a file name is its patient id, e.g.
+          # r"^(person\d+)"; "" (or no match) = the file stem: each image its own patient
+          patient_regex="",
+      ),
+      # table: a CSV with one row per image (data/table.py)
+      table=dict(
+          csv="",  # the CSV file
+          image_root="",  # the folder the image paths start from ("" = the CSV's folder)
+          path_column="path",  # the column of image paths
+          label_column="",  # one class per image: the column of class names ...
+          label_columns=(),  # ... or several findings per image: one 0/1 column each
+          class_names=(),  # label_column's classes in label order (() = its sorted values)
+          # cells that mean "unknown": a single-label row is left out, a multi-label cell is
+          # stored as -1 and masked ("-1" also matches -1.0)
+          unknown_values=("", "-1"),
+          patient_column="",  # the column of patient ids ("" = each image its own patient)
+          split_column="",  # the column of train / val / test ("" = drawn: random_split)
+      ),
+      chexpert=dict(  # data/chexpert.py
+          uncertain="ignore",  # -1.0 labels: "ignore" (masked), "ones" or "zeros" (U-Ones/Zeros)
+          frontal_only=False,  # True: lateral views (column Frontal/Lateral) are left out
+      ),
+      # fractions of patients (and the seed) wherever a builder draws splits itself, by patient
+      # and stratified: val and test of image_folder / table without split folders or column,
+      # val from train of those with no val, of nih_chestxray14 and of chexpert
+      random_split=dict(val=0.1, test=0.2, seed=0),
   )
   config.input = dict(
       image_size=224,  # square side the images are resized to, in pixels
@@ -97,6 +142,7 @@ def get_config() -> ml_collections.ConfigDict:
       bootstrap_samples=1000,  # resamples behind every 95% interval
       failure_cases=8,  # images in failure_cases.png
       gradcam_correct=8,  # correct test images (seeded, classes in turn) in gradcam_correct.png
+      gradcam_finding="",  # multi-label: the finding gradcam_findings.png explains ("" = each top)
       tsne_max_train=1000,  # training images in the t-SNE sample
       threshold=dict(  # binary tasks: the decision threshold, chosen on val (evaluate/threshold.py)
           rule="youden",  # "youden" (max sens + spec - 1), "target_sensitivity" or "argmax"

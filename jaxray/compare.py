@@ -51,7 +51,8 @@ FLAGS = flags.FLAGS
 PREDICTIONS = "predictions_test.csv"
 _STRING_COLUMNS = ("file_name", "patient_id", "label_name", "split_hash")
 _LABELS = {"accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity",
-           "f1": "F1", "roc_auc": "ROC AUC", "macro_f1": "macro F1"}
+           "f1": "F1", "roc_auc": "ROC AUC", "macro_f1": "macro F1",
+           "macro_roc_auc": "macro AUROC"}
 
 
 @dataclasses.dataclass
@@ -90,13 +91,15 @@ def _decision_rule(results: dict, thresholded: bool) -> str:
   return f"{record.get('rule', 'val')} threshold {record['value']:.4g}"
 
 
-def _read_predictions(csv_path: pathlib.Path, class_names: Sequence[str]) -> pd.DataFrame:
+def _read_predictions(csv_path: pathlib.Path, class_names: Sequence[str],
+                      multilabel: bool = False) -> pd.DataFrame:
   frame = pd.read_csv(csv_path, dtype={name: str for name in _STRING_COLUMNS})
   for name in _STRING_COLUMNS:
     if name in frame:
       frame[name] = frame[name].fillna("")
-  needed = ["index", "label", "pred_argmax", "split_hash",
-            *(f"prob_{name}" for name in class_names)]
+  needed = (["index", "split_hash"]
+            + ([f"{kind}_{name}" for kind in ("label", "prob", "pred") for name in class_names]
+               if multilabel else ["label", "pred_argmax", *(f"prob_{n}" for n in class_names)]))
   missing = [name for name in needed if name not in frame]
   if missing:
     raise ValueError(f"{csv_path} lacks the column(s) {', '.join(missing)} (class_names in "
@@ -129,11 +132,25 @@ def load_run(path, label: Optional[str] = None, split: str = "test") -> Run:
     raise FileNotFoundError(f"{csv_path} does not exist: compare reads the test predictions a "
                             f"run saves, and the run's results.json names this file.")
   class_names = list(results["class_names"])
-  frame = _read_predictions(csv_path, class_names)
+  multilabel = "thresholds" in results  # a multi-label run: a threshold per finding
+  frame = _read_predictions(csv_path, class_names, multilabel)
   split_hash = str(frame["split_hash"].iloc[0])
   if record.get("split_hash") not in (None, split_hash):
     raise ValueError(f"{results_path} names test split {record['split_hash']} but {csv_path} "
                      f"holds split {split_hash}: the two files come from different evaluations.")
+  if multilabel:  # labels (N, K): 1, 0, -1 where the file leaves it empty (unknown)
+    return Run(
+        label=label or run_labels([path])[0], path=path, results=results,
+        class_names=class_names, split_hash=split_hash,
+        index=frame["index"].to_numpy(np.int64),
+        labels=frame[[f"label_{n}" for n in class_names]].fillna(-1).to_numpy(np.int64),
+        probabilities=frame[[f"prob_{n}" for n in class_names]].to_numpy(np.float64),
+        decisions=frame[[f"pred_{n}" for n in class_names]].to_numpy(np.int64),
+        patient_ids=(frame["patient_id"].to_numpy(str) if "patient_id" in frame
+                     else np.full(len(frame), "")),
+        decision_rule="val threshold per finding",
+        file_names=(frame["file_name"].to_numpy(str) if "file_name" in frame
+                    else frame["index"].to_numpy(str)))
   thresholded = "pred_threshold" in frame
   return Run(
       label=label or run_labels([path])[0], path=path, results=results,
@@ -179,8 +196,10 @@ def _patient_groups(runs: Sequence[Run]) -> Optional[np.ndarray]:
   return np.where(ids != "", codes, len(ids) + np.arange(len(ids)))
 
 
-def _metric_functions(num_classes: int) -> dict:
+def _metric_functions(num_classes: int, multilabel: bool = False) -> dict:
   """name -> (which output it reads, metric_fn(labels, outputs))."""
+  if multilabel:
+    return {"macro_roc_auc": ("scores", paired.macro_roc_auc)}
   if num_classes == 2:
     return {"accuracy": ("decisions", paired.accuracy),
             "sensitivity": ("decisions", paired.sensitivity),
@@ -191,6 +210,8 @@ def _metric_functions(num_classes: int) -> dict:
 
 
 def _outputs(run: Run, kind: str) -> np.ndarray:
+  if run.labels.ndim == 2:  # multi-label: every finding's probability
+    return run.probabilities
   return run.decisions if kind == "decisions" else run.probabilities[:, 1]
 
 
@@ -260,7 +281,7 @@ def pool(runs: Sequence[Run], *, samples: int = 1000, seed: int = 0) -> dict:
       decisions=np.concatenate([r.decisions for r in runs]),
       patient_ids=np.concatenate([r.patient_ids for r in runs]),
       index=np.arange(len(labels)), file_names=np.concatenate([r.file_names for r in runs]))
-  metrics = _metric_functions(len(runs[0].class_names))
+  metrics = _metric_functions(len(runs[0].class_names), labels.ndim == 2)
   entry = _run_entry(merged, metrics, labels, _patient_groups([merged]), samples, seed)
   entry.update(examples=int(len(labels)), runs=[r.label for r in runs])
   per_run = [_run_entry(r, metrics, r.labels, _patient_groups([r]), samples, seed) for r in runs]
@@ -293,14 +314,34 @@ def _pair_entry(a: Run, b: Run, metrics: dict, labels: np.ndarray, groups, sampl
                                       groups=groups, samples=samples, seed=seed)
     differences[name] = {key: figures[key] for key in
                          ("value_a", "value_b", "difference", "ci95", "skipped")}
-  entry = {"a": a.label, "b": b.label, "differences": differences,
-           "mcnemar": paired.mcnemar(a.decisions == labels, b.decisions == labels)}
+  entry = {"a": a.label, "b": b.label, "differences": differences}
+  if labels.ndim == 2:
+    entry["findings"] = _finding_tests(a, b, labels)
+    return entry
+  entry["mcnemar"] = paired.mcnemar(a.decisions == labels, b.decisions == labels)
   if len(a.class_names) == 2:
     try:
       entry["delong"] = paired.delong(labels, _outputs(a, "scores"), _outputs(b, "scores"))
     except ValueError as error:
       entry["delong"] = {"p_value": None, "reason": str(error)}
   return entry
+
+
+def _finding_tests(a: Run, b: Run, labels: np.ndarray) -> dict:
+  """Per finding, DeLong's test of the two runs' AUROCs on the images where its label is
+  known, with Holm's adjustment over the findings tested."""
+  tests = {}
+  for k, name in enumerate(a.class_names):
+    known = labels[:, k] >= 0
+    try:
+      tests[name] = paired.delong(labels[known, k], a.probabilities[known, k],
+                                  b.probabilities[known, k])
+    except ValueError as error:
+      tests[name] = {"p_value": None, "reason": str(error)}
+  tested = [t for t in tests.values() if t["p_value"] is not None]
+  for t, p in zip(tested, paired.holm([t["p_value"] for t in tested])):
+    t["p_holm"] = p
+  return tests
 
 
 def compare_runs(runs: Sequence[Run], *, samples: int = 1000, seed: int = 0,
@@ -315,7 +356,10 @@ def compare_runs(runs: Sequence[Run], *, samples: int = 1000, seed: int = 0,
   check_same_test_set(runs)
   first = runs[0]
   num_classes = len(first.class_names)
-  metrics = _metric_functions(num_classes)
+  multilabel = first.labels.ndim == 2
+  metrics = _metric_functions(num_classes, multilabel)
+  if multilabel and sort_by == "accuracy":  # the default: a multi-label run ranks by AUROC
+    sort_by = "macro_roc_auc"
   if sort_by not in metrics:
     raise ValueError(f"--sort_by={sort_by} is not a metric of this {num_classes}-class task; use "
                      f"one of {', '.join(metrics)}.")
@@ -330,14 +374,18 @@ def compare_runs(runs: Sequence[Run], *, samples: int = 1000, seed: int = 0,
       for t, p in zip(tested, adjusted):
         t["p_holm"] = p
   notes = []
-  if num_classes > 2:
+  if multilabel:
+    notes.append(f"{num_classes} findings: pairs are compared on the macro AUROC (paired "
+                 f"bootstrap) and per finding by DeLong's test on its known labels, Holm-adjusted "
+                 f"over the findings; McNemar's test needs one decision per image and is not run.")
+  elif num_classes > 2:
     notes.append(f"{num_classes} classes: pairs are compared on accuracy and macro F1 and by "
                  f"McNemar's test on correctness; DeLong's test compares the ROC AUCs of two "
                  f"classes and is not run.")
   return {
-      "task": "binary" if num_classes == 2 else "multi-class",
+      "task": "multi-label" if multilabel else "binary" if num_classes == 2 else "multi-class",
       "class_names": first.class_names,
-      "positive_class": first.class_names[1] if num_classes == 2 else None,
+      "positive_class": first.class_names[1] if num_classes == 2 and not multilabel else None,
       "split_hash": first.split_hash, "num_examples": int(len(labels)),
       "num_patients": None if groups is None else int(len(np.unique(groups))),
       "resampling": "images" if groups is None else "patients",
@@ -375,7 +423,27 @@ def _runs_table(comparison: dict, names: Sequence[str]) -> list[str]:
   return _table(["run", "experiment", "epoch", "decision", *(_LABELS[n] for n in names)], rows)
 
 
+def _finding_tables(comparison: dict) -> list[str]:
+  """A multi-label comparison's per-finding DeLong tests, one table per pair."""
+  lines = []
+  for pair in comparison["pairs"]:
+    rows = [[name, _number(t.get("auc_a")), _number(t.get("auc_b")),
+             (_with_interval(t["difference"], t["ci95"], signed=True) if "ci95" in t
+              else f"— ({t['reason']})"), _p(t["p_value"]), _p(t.get("p_holm"))]
+            for name, t in pair["findings"].items()]
+    lines += ["", f"Per finding, {pair['a']} (A) − {pair['b']} (B):", "",
+              *_table(["finding", "AUROC A", "AUROC B", "DeLong Δ [95% CI]", "DeLong p",
+                       "p (Holm, over findings)"], rows)]
+  return lines
+
+
 def _pairs_table(comparison: dict, names: Sequence[str]) -> list[str]:
+  if comparison["task"] == "multi-label":
+    rows = [[pair["a"], pair["b"], *(_with_interval(
+        pair["differences"][n]["difference"], pair["differences"][n]["ci95"], signed=True)
+        for n in names)] for pair in comparison["pairs"]]
+    return (_table(["A", "B", *(f"Δ {_LABELS[n]}" for n in names)], rows)
+            + _finding_tables(comparison))
   holm = len(comparison["pairs"]) > 1
   binary = comparison["task"] == "binary"
   header = ["A", "B", *(f"Δ {_LABELS[n]}" for n in names), "discordant (A only / B only right)",
@@ -443,8 +511,9 @@ def to_markdown(comparison: dict) -> str:
       "",
       "## Pairs: A − B",
       "",
-      "Δ: the difference on the same test images, with its paired bootstrap interval. McNemar: "
-      "exact test on the images where exactly one of the two decides right."
+      "Δ: the difference on the same test images, with its paired bootstrap interval."
+      + (" McNemar: exact test on the images where exactly one of the two decides right."
+         if comparison["task"] != "multi-label" else "")
       + (" DeLong: test of the ROC AUC difference (it treats images as independent)."
          if comparison["task"] == "binary" else "")
       + (" Holm: adjusted over all pairs, separately per test." if len(comparison["pairs"]) > 1

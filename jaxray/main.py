@@ -85,7 +85,8 @@ def main(argv):
     cli.fail(error)
   if results and jax.process_index() == 0 and "metrics" in results.get("test", {}):
     print(f"\n{FLAGS.experiment}: epoch {results['selected_epoch']} selected; test "
-          + ", ".join(f"{k} {v:.3f}" for k, v in results_lib.test_metrics(results).items()))
+          + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                      for k, v in results_lib.test_metrics(results).items()))
     at = results_lib.at_threshold(results)
     if at:
       print(f"at the threshold chosen on val ({at['threshold']:.4g}): "

@@ -66,14 +66,14 @@ def train(run: assembly.Run, state, manager, workdir: pathlib.Path):
   """(the last epoch's state, metrics.jsonl's epochs, runtime.json's entries): the epochs not
   yet trained, from the latest checkpoint, each saved as it ends."""
   config, chief = run.config, workdir_lib.is_chief()
-  start_epoch = manager.latest_step() or 0
+  logged = workdir_lib.read_history(workdir)
+  workdir_lib.check_history(workdir, logged, manager.latest_step() or 0)
+  # The newest checkpoint that reads back; a damaged newer one is set aside and trained again.
+  start_epoch, state = checkpoint.restore_latest(manager, state, workdir)
   # Only the epochs whose checkpoint completed: a crash may have logged one more.
-  history = [h for h in workdir_lib.read_history(workdir) if h["epoch"] <= start_epoch]
-  workdir_lib.check_history(workdir, history, start_epoch)
-  if start_epoch:
-    state = checkpoint.restore(manager, start_epoch, state)
-    if chief:
-      print(f"Resuming {workdir} after epoch {start_epoch} of {config.num_epochs}.")
+  history = [h for h in logged if h["epoch"] <= start_epoch]
+  if start_epoch and chief:
+    print(f"Resuming {workdir} after epoch {start_epoch} of {config.num_epochs}.")
   runtime_by_epoch = workdir_lib.record_runtime(workdir, run.runtime, start_epoch + 1)
   tensorboard = events.EpochWriter(workdir, first_epoch=start_epoch + 1)
 
@@ -156,7 +156,9 @@ def evaluate(run: assembly.Run, last_state, manager, workdir: pathlib.Path, hist
   if selected != history[-1]["epoch"]:  # the last weights on test too, never used to select
     predictions["test_last_epoch"] = predict(run, last_state, run.splits["test"],
                                              "test (last epoch)")
-  state = checkpoint.restore(manager, selected, last_state)
+  state = checkpoint.restore_selected(manager, selected, last_state, workdir, (
+      f"It holds the epoch the selection chose, so the run cannot be evaluated: restore "
+      f"{workdir} from a copy, or delete it to train the run again."))
   for split in ("val", "test"):
     predictions[split] = predict(run, state, run.splits[split], split)
   for name, examples in run.extra_tests.items():
@@ -193,7 +195,7 @@ def report_predictions(run: assembly.Run, state, predictions: dict, workdir: pat
   threshold = results_lib.decision_rule(results)["value"]
   results["predictions"] = {
       split: predictions_csv.write(workdir, split, predictions[split], run.class_names,
-                                   threshold)
+                                   threshold, results.get("thresholds"))
       for split in predictions if split != "train_sample"}
   report.write(workdir / "report.md", results, history)
   faults.kill_point("final_evaluation")

@@ -15,13 +15,14 @@ import jax
 import ml_collections
 
 from jaxray import data, models, runtime
-from jaxray.data import folder_test, splits
+from jaxray.data import chexpert, folder_test, image_folder, splits, table
 from jaxray.evaluate import evaluators, threshold
 from jaxray.evaluate.evaluators import patient
 from jaxray.train import balance
 
 # Closed sets of values: field -> allowed values.
 CHOICES = {
+    "task": ("single_label", "multilabel"),
     "model.stem": ("imagenet", "cifar"),
     "model.conv_init": ("torchvision", "torch_default"),
     "model.head.init": ("torch", "keras"),
@@ -38,6 +39,9 @@ CHOICES = {
     "evaluation.patient.aggregate": patient.AGGREGATES,
     "stop_on_nonfinite_loss": (True, False),
     "track_test_per_epoch": (True, False),
+    "dataset.allow_changed_source": (True, False),
+    "dataset.chexpert.uncertain": chexpert.UNCERTAIN,
+    "dataset.chexpert.frontal_only": (True, False),
 }
 # What metrics.jsonl records each epoch, and so what may select the checkpoint (never test).
 SELECTION_METRICS = ("val_accuracy", "val_loss", "val_roc_auc", "train_accuracy", "train_loss",
@@ -114,6 +118,8 @@ def problems(config: ml_collections.ConfigDict, device_count: int | None = None)
   if config.model.label_smoothing and config.model.loss != "softmax":
     found.append(f"model.label_smoothing={config.model.label_smoothing!r}: applies to the "
                  f"softmax head only (model.loss='softmax').")
+  if config.task == "multilabel":
+    found += _multilabel_problems(config)
   head = config.model.head
   if len(head.dropout) != len(head.hidden):
     found.append(f"model.head.dropout={tuple(head.dropout)!r}: needs one rate per hidden layer "
@@ -157,6 +163,8 @@ def problems(config: ml_collections.ConfigDict, device_count: int | None = None)
     except ValueError as error:
       found.append(str(error))
   cv = config.dataset.cross_validation
+  check("dataset.min_image_side", lambda v: _is_int(v) and v >= 1,
+        "a whole number of pixels, at least 1")
   check("dataset.cross_validation.folds", lambda v: _is_int(v) and (v == 0 or v >= 2),
         "0 (no cross-validation) or a number of folds, at least 2")
   if _is_int(cv.folds) and cv.folds >= 2 and not (_is_int(cv.fold) and 0 <= cv.fold < cv.folds):
@@ -166,6 +174,16 @@ def problems(config: ml_collections.ConfigDict, device_count: int | None = None)
                  "validation from train: set one of them to 0.")
   check("evaluation.shift.alpha", lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)")
   check("evaluation.shift.ece_gap", lambda v: _is_number(v) and v >= 0, "a number, at least 0")
+  drawn = config.dataset.random_split
+  for field in ("dataset.random_split.val", "dataset.random_split.test"):
+    check(field, lambda v: _is_number(v) and 0 < v < 1, "a fraction of the patients in (0, 1)")
+  if _is_number(drawn.val) and _is_number(drawn.test) and drawn.val + drawn.test >= 1:
+    found.append(f"dataset.random_split.val={drawn.val!r} and test={drawn.test!r}: together "
+                 f"they must leave patients to train (a sum under 1).")
+  check("dataset.random_split.seed", _is_int, "a whole number")
+  found += image_folder.settings_problems(config.dataset)
+  if config.dataset.name == "table":
+    found += table.settings_problems(config.dataset)
 
   for check_part in (lambda: splits.check_fraction(config.dataset.val_from_train.fraction),
                      lambda: runtime.requested(config.runtime)):
@@ -179,20 +197,56 @@ def problems(config: ml_collections.ConfigDict, device_count: int | None = None)
   return found
 
 
+def _multilabel_problems(config) -> list[str]:
+  """What a multi-label run cannot combine with: one sigmoid output per finding, no class
+  sampling, and evaluators that read per-finding probabilities."""
+  found = []
+  if config.model.loss != "sigmoid":
+    found.append(f"model.loss={config.model.loss!r}: task='multilabel' needs 'sigmoid' (one "
+                 f"sigmoid output per finding; findings do not exclude each other).")
+  if config.class_balance.sampling != "shuffle":
+    found.append(f"class_balance.sampling={config.class_balance.sampling!r}: task='multilabel' "
+                 f"has no classes to sample evenly; use 'shuffle' (and loss_weights='balanced' "
+                 f"for per-finding positive weights).")
+  if config.dataset.extra_tests:
+    found.append(f"dataset.extra_tests={tuple(config.dataset.extra_tests)!r}: extra test sets "
+                 f"are class folders, one class per image; a multi-label run takes none (give "
+                 f"another test set as the dataset's test split).")
+  single = [name for name in config.evaluation.evaluators
+            if "." not in name and name not in evaluators.MULTILABEL]
+  if single:
+    found.append(f"evaluation.evaluators={tuple(config.evaluation.evaluators)!r}: "
+                 f"{', '.join(single)} read one class per image; a multi-label run takes "
+                 f"{', '.join(evaluators.MULTILABEL)} (or your own, by dotted name).")
+  return found
+
+
 def _dataset_problems(config) -> list[str]:
   """What depends on the dataset's classes, read from its builder (nothing is prepared)."""
   dataset = config.dataset
   try:
-    builder = data.get_builder(dataset.name, dataset.prepared_dir or None, dataset.config or None)
-  except ValueError as error:  # an unknown builder config
-    return [f"dataset.config={dataset.config!r}: {error}"]
+    builder = data.get_builder(dataset.name, dataset.prepared_dir or None, dataset.config or None,
+                               settings=dataset)
+  except ValueError as error:  # an unknown builder config, or a table of one class
+    return [f"dataset.config={dataset.config!r}: {error}" if dataset.config else str(error)]
   num_classes = len(data.class_names(dataset.name, dataset.config or None, builder.info))
   found = []
-  if config.selection.metric == "val_roc_auc" and num_classes != 2:
+  if data.is_multilabel(builder.info) != (config.task == "multilabel"):
+    wanted = "multilabel" if data.is_multilabel(builder.info) else "single_label"
+    found.append(f"task={config.task!r}: dataset {dataset.name} {dataset.config!r} is "
+                 f"{wanted.replace('_', '-')}; set --set task={wanted}.")
+  if config.task == "multilabel":
+    return found
+  multilabel_only = [n for n in config.evaluation.evaluators if n in evaluators.MULTILABEL_ONLY]
+  if multilabel_only:
+    found.append(f"evaluation.evaluators: {', '.join(multilabel_only)} read several findings per "
+                 f"image; this run has one class per image.")
+  # num_classes 0: not known before --data_dir is read (image_folder's class folders)
+  if config.selection.metric == "val_roc_auc" and num_classes not in (0, 2):
     found.append(f"selection.metric='val_roc_auc': recorded for two classes only; dataset "
                  f"{dataset.name} {dataset.config!r} has {num_classes}. Use 'val_accuracy' or "
                  f"'val_loss'.")
-  if config.model.loss == "sigmoid" and num_classes != 2:
+  if config.model.loss == "sigmoid" and num_classes not in (0, 2):
     found.append(f"model.loss='sigmoid': one logit serves two classes only; dataset "
                  f"{dataset.name} {dataset.config!r} has {num_classes}. Use 'softmax'.")
   return found

@@ -31,7 +31,10 @@ def main():
   try:
     config = config_lib.apply_overrides(config_lib.load(FLAGS.experiment), FLAGS.set)
     sources, _ = data.load(config.dataset.name, FLAGS.data_dir,
-                           config.dataset.prepared_dir or None, config.dataset.config or None)
+                           config.dataset.prepared_dir or None, config.dataset.config or None,
+                           allow_changed_source=config.dataset.allow_changed_source,
+                           min_image_side=config.dataset.min_image_side,
+                           settings=config.dataset.to_dict())
   except (ValueError, FileNotFoundError) as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)

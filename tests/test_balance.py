@@ -109,7 +109,8 @@ def _kaggle_folder(root):
       folder = root / "chest_xray" / split / label
       folder.mkdir(parents=True)
       for k, name in enumerate(names):
-        pixels = np.full((24, 20), 40 * k, np.uint8)
+        pixels = np.full((36, 32), 40 * k, np.uint8)
+        pixels[:, :16] += 10  # not constant, and over 32 px: a degenerate image is skipped
         Image.fromarray(pixels).save(folder / name)
   return root
 

@@ -40,7 +40,7 @@ def make_class_challenge_folder(root: pathlib.Path) -> pathlib.Path:
         for k in range(count):
           suffix, fmt, mode = KINDS[k % len(KINDS)]
           channels = {"L": 1, "RGB": 3, "RGBA": 4}[mode]
-          pixels = rng.integers(0, 255, (24, 20, channels), dtype=np.uint8)
+          pixels = rng.integers(0, 255, (36, 32, channels), dtype=np.uint8)  # over 32 px
           Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode).save(
               directory / _file_name(label, k, suffix), format=fmt)
   (root / "all/test/pneumonia_vir/desktop.ini").write_text("[.ShellClassInfo]\nIconResource=x\n")
@@ -157,7 +157,7 @@ def test_every_kind_of_image_is_stored_as_grayscale(prepared):
   suffixes = set()
   for i in range(len(sources["test"])):
     example = sources["test"][i]
-    assert example["image"].dtype == np.uint8 and example["image"].shape == (24, 20, 1)
+    assert example["image"].dtype == np.uint8 and example["image"].shape == (36, 32, 1)
     suffixes.add(pathlib.Path(example["file_name"].decode()).suffix)
   assert suffixes == {".jpeg", ".jpg", ".png"}
   patients = {sources["test"][i]["patient_id"].decode() for i in range(len(sources["test"]))}

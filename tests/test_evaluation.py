@@ -155,6 +155,10 @@ MISTAKES = [
     ("runtime.winograd=maybe", "runtime.winograd"),
     ("selection.metric=test_accuracy", "selection.metric='test_accuracy'"),
     ("model.loss=sigmoid", None),  # allowed: the demo has two classes
+    ("dataset.random_split.val=1.5", "dataset.random_split.val=1.5.*in \\(0, 1\\)"),
+    ("dataset.random_split.test=0.95", "random_split.val=0.1 and test=0.95.*under 1"),
+    ("dataset.image_folder.patient_regex=(", "patient_regex='\\('.*not a regular expression"),
+    ("dataset.name=table", "dataset.table.csv='': dataset.name='table' reads"),
 ] + [(f"{field}={'bogus' if not isinstance(allowed[0], int) or isinstance(allowed[0], bool) else 7}",
       field) for field, allowed in validation.CHOICES.items() if not isinstance(allowed[0], bool)]
 

@@ -21,7 +21,8 @@ from PIL import Image
 from jaxray import data
 from jaxray.data import summary
 
-SIZE = (20, 24)  # (width, height) of every good image: below the stored bound, kept as is
+SIZE = (40, 48)  # (width, height) of every good image: below the stored bound, kept as is
+# (and above dataset.min_image_side's default of 32, under which an image is degenerate)
 
 
 def _png(width: int, height: int) -> bytes:
@@ -62,12 +63,20 @@ def add_unreadable(folder: pathlib.Path) -> None:
 
 
 def add_odd_modes(folder: pathlib.Path) -> None:
-  Image.new("CMYK", SIZE, (0, 0, 0, 255)).save(folder / "cmyk.jpeg")  # black ink: dark
+  """One image per odd mode, none of them constant (a constant image is degenerate)."""
+  half = (0, 0, SIZE[0] // 2, SIZE[1])
+  cmyk = Image.new("CMYK", SIZE, (0, 0, 0, 255))
+  cmyk.paste((0, 0, 0, 225), half)
+  cmyk.save(folder / "cmyk.jpeg")  # black ink: dark
   gray16 = np.zeros(SIZE[::-1], np.uint16)
   gray16[:, SIZE[0] // 2:] = 60000
   Image.fromarray(gray16).save(folder / "gray16.png")  # I;16: stretched to 0..255
-  Image.new("L", SIZE, 200).convert("P").save(folder / "palette.png")
-  Image.new("LA", SIZE, (180, 0)).save(folder / "la.png")  # transparent: black
+  palette = Image.new("L", SIZE, 200)
+  palette.paste(202, half)
+  palette.convert("P").save(folder / "palette.png")
+  la = Image.new("LA", SIZE, (180, 0))
+  la.paste((180, 255), half)
+  la.save(folder / "la.png")  # the transparent half black, the opaque half 180
 
 
 def check_odd_modes(examples: dict) -> None:
@@ -77,8 +86,9 @@ def check_odd_modes(examples: dict) -> None:
   assert examples["cmyk.jpeg"]["image"].max() < 40
   gray16 = examples["gray16.png"]["image"][..., 0]
   assert gray16[:, 0].max() == 0 and gray16[:, -1].min() == 255
-  assert abs(int(examples["palette.png"]["image"].mean()) - 200) <= 1
-  assert examples["la.png"]["image"].max() == 0
+  assert abs(int(examples["palette.png"]["image"].mean()) - 201) <= 1
+  la = examples["la.png"]["image"][..., 0]
+  assert la[:, SIZE[0] // 2:].max() == 0 and la[:, :SIZE[0] // 2].min() == 180
 
 
 def make_messy_kaggle(root: pathlib.Path) -> pathlib.Path:

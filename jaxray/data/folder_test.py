@@ -22,8 +22,10 @@ def parse(spec: str) -> tuple[str, pathlib.Path]:
   return name.strip(), pathlib.Path(path.strip()).expanduser()
 
 
-def load(spec: str, class_names) -> tuple[str, list[dict], list[tuple[pathlib.Path, str]]]:
-  """(name, examples in sorted file order, [(file, why skipped)]) of one extra test folder."""
+def load(spec: str, class_names, min_side: int = images.MIN_IMAGE_SIDE
+         ) -> tuple[str, list[dict], list[tuple[pathlib.Path, str]]]:
+  """(name, examples in sorted file order, [(file, why skipped)]) of one extra test folder;
+  `min_side` is the run's dataset.min_image_side (images.degenerate)."""
   name, root = parse(spec)
   if not root.is_dir():
     raise FileNotFoundError(f"dataset.extra_tests {name}: {root} is not a folder. It must hold "
@@ -38,7 +40,7 @@ def load(spec: str, class_names) -> tuple[str, list[dict], list[tuple[pathlib.Pa
   for label, class_name in enumerate(class_names):
     for path in sorted(p for p in folders[class_name.lower()].rglob("*")
                        if p.is_file() and not p.name.startswith(".")):
-      pixels, reason = images.try_read(path)
+      pixels, reason = images.try_read(path, min_side=min_side)
       if pixels is None:
         skipped.append((path, reason))
         continue

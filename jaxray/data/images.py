@@ -13,11 +13,22 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".gif")
+from jaxray.data import dicom
+
+# The usual names of the files `try_read` reads (it goes by content: DICOM is often unsuffixed).
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".gif") + dicom.DICOM_SUFFIXES
 
 # Stored images have their shorter side at most this many pixels (aspect ratio kept), the
 # torchvision Resize(256) convention: enough for 224-px training with room for augmentation.
 STORED_SHORT_SIDE = 256
+
+# Files that decode but cannot be a radiograph are skipped, at preparation and by jaxray.predict
+# alike (`degenerate`): an icon, a 1x1 tracking pixel, a strip, a blank page. Resized to the
+# model's input they would train or be classified as noise. The smallest side is the config's
+# `dataset.min_image_side` (this default, where no config is at hand); the longer side may be at
+# most MAX_ASPECT_RATIO times the shorter (chest films are about 1:1 to 1:1.5).
+MIN_IMAGE_SIDE = 32
+MAX_ASPECT_RATIO = 10
 
 
 def to_grayscale(image: Image.Image) -> Image.Image:
@@ -62,27 +73,65 @@ def _zero_size_png(path) -> bool:
           and 0 in (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")))
 
 
-def try_read(path, short_side: int = STORED_SHORT_SIDE) -> tuple[np.ndarray | None, str]:
+def degenerate(size: tuple[int, int], pixels: np.ndarray,
+               min_side: int = MIN_IMAGE_SIDE) -> str:
+  """Why an image of `size` (width, height) decoded to `pixels` cannot be an X-ray, or "".
+
+  Every reason starts with "degenerate image", so the preparation summary can count them.
+  """
+  width, height = size
+  if min(width, height) < min_side:
+    return (f"degenerate image: {width}x{height} px, a side under {min_side} px "
+            f"(dataset.min_image_side)")
+  if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+    return (f"degenerate image: {width}x{height} px, an aspect ratio of "
+            f"{max(width, height) / min(width, height):.1f}:1, over {MAX_ASPECT_RATIO}:1")
+  if pixels.min() == pixels.max():
+    return f"degenerate image: constant, every pixel {int(pixels.min())}"
+  return ""
+
+
+def _read_dicom(path, short_side: int, min_side: int) -> tuple[np.ndarray | None, str]:
+  """`try_read` of a DICOM file: rendered as a viewer shows it, then bounded and checked alike."""
+  shown, reason = dicom.read(path)
+  if shown is None:
+    return None, reason
+  pixels = to_stored(bound_size(Image.fromarray(shown), short_side))
+  reason = degenerate(shown.shape[::-1], pixels, min_side)
+  return (None, reason) if reason else (pixels, "")
+
+
+def try_read(path, short_side: int = STORED_SHORT_SIDE,
+             min_side: int = MIN_IMAGE_SIDE) -> tuple[np.ndarray | None, str]:
   """(the pixels to store for `path`, "") or (None, why it cannot be stored).
 
   Every failure of reading one file is a reason, never an exception: an empty file, a file that
-  is not an image, a truncated one, one past PIL's decompression-bomb limit, one of zero pixels.
+  is not an image, a truncated one, one past PIL's decompression-bomb limit, one of zero pixels,
+  and a degenerate one (`degenerate`: a side under `min_side` px, an extreme aspect, constant).
+  A DICOM file (its content says so, or a .dcm/.dicom name) is read by `dicom.read`.
   """
   path = pathlib.Path(path)
   try:
     if path.stat().st_size == 0:
       return None, "empty file (0 bytes)"
+    if dicom.is_dicom(path):
+      return _read_dicom(path, short_side, min_side)
     with Image.open(path) as image:
       width, height = image.size
       if width * height == 0:
         return None, f"image has zero pixels ({width}x{height})"
       image.load()
-      return to_stored(bound_size(to_grayscale(image), short_side)), ""
+      pixels = to_stored(bound_size(to_grayscale(image), short_side))
+    reason = degenerate((width, height), pixels, min_side)
+    return (None, reason) if reason else (pixels, "")
   except Image.DecompressionBombError as error:
     return None, f"too large for PIL's decompression-bomb limit ({error})"
   except UnidentifiedImageError:
     if _zero_size_png(path):
       return None, "image has zero pixels (its PNG header gives a width or height of 0)"
+    if path.suffix.lower() in dicom.DICOM_SUFFIXES:
+      return None, ("not an image (no DICOM marker 'DICM' at byte 128, no DICOM data set pydicom "
+                    "can read, and PIL cannot identify it)")
     return None, "not an image (PIL cannot identify it)"
   except (OSError, ValueError, SyntaxError, EOFError) as error:
     return None, f"unreadable image, truncated or corrupt ({error})"

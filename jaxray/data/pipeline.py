@@ -26,7 +26,8 @@ from jaxray.data import splits
 
 
 class ToModelInput(grain.transforms.MapWithIndex):
-  """Decoded TFDS example -> {"image": (S, S, 1) uint8, "label": int32, "index": int32}."""
+  """Decoded TFDS example -> {"image": (S, S, 1) uint8, "label": int32, "index": int32}; a
+  multi-label example's "label" is (K,) int32."""
 
   def __init__(self, image_size: int):
     self.image_size = image_size
@@ -38,8 +39,9 @@ class ToModelInput(grain.transforms.MapWithIndex):
     if image.shape != (self.image_size, self.image_size):
       image = np.asarray(Image.fromarray(image).resize(
           (self.image_size, self.image_size), Image.Resampling.BILINEAR))
-    return {"image": image[..., None], "label": np.int32(example["label"]),
-            "index": np.int32(index)}
+    label = np.asarray(example["label"])  # a class, or (K,) findings: 1, 0, -1 unknown
+    return {"image": image[..., None], "label": label.astype(np.int32) if label.ndim
+            else np.int32(label), "index": np.int32(index)}
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

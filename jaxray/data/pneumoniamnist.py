@@ -194,11 +194,13 @@ class PneumoniaMnist(summary.Summarized, tfds.core.GeneratorBasedBuilder):
                  "images from Kermany et al., Cell 172(5), 2018. doi:10.1016/j.cell.2018.02.010",
     )
 
-  def validate_manual_dir(self, manual_dir) -> None:
-    """A clear error before anything is written if the file given by hand is not usable."""
+  def validate_manual_dir(self, manual_dir) -> pathlib.Path | None:
+    """A clear error before anything is written if the file given by hand is not usable; the
+    file, whose fingerprint is kept (jaxray.data.source), or None when it will be downloaded."""
     path = find_file(manual_dir, self.builder_config)
     if path is not None:
       read_npz(path, self.builder_config)
+    return path
 
   def _source_file(self, dl_manager) -> pathlib.Path:
     manual_dir = self.raw_data

@@ -109,7 +109,15 @@ def read_patients(source) -> tuple[list[str], np.ndarray]:
   """
   examples = [source[i] for i in range(len(source))]
   return ([_text(e["patient_id"]) for e in examples],
-          np.array([int(e["label"]) for e in examples], np.int64))
+          np.array([stratum(e["label"]) for e in examples], np.int64))
+
+
+def stratum(label) -> int:
+  """The class a split is stratified by: the label, or for a multi-label example (a vector of
+  1 present / 0 absent / -1 unknown) whether any finding is present. Stratifying by every
+  combination of findings would leave most strata with one patient."""
+  label = np.asarray(label)
+  return int((label == 1).any()) if label.ndim else int(label)
 
 
 def select(sources: Mapping[str, Any], dataset: ml_collections.ConfigDict

@@ -8,6 +8,7 @@ exactly when the preparation finished.
 """
 
 import collections
+import contextvars
 import json
 import logging
 import pathlib
@@ -16,6 +17,11 @@ from jaxray.data import images
 from jaxray.rundir import faults
 
 FILE_NAME = "preparation_summary.json"
+
+# The smallest image side a preparation accepts (`dataset.min_image_side`): set around a
+# builder's preparation by `Summarized` from the builder's `min_image_side`, read by each Summary
+# as it is made, so the builders themselves need not carry it.
+_MIN_SIDE = contextvars.ContextVar("min_image_side", default=images.MIN_IMAGE_SIDE)
 
 
 class Summary:
@@ -29,6 +35,7 @@ class Summary:
     self.counts = {split: collections.Counter() for split in self.splits}
     self.skipped: list[dict] = []  # {"file": path relative to `relative_to`, "reason": ...}
     self.ignored: list[dict] = []  # {"path": ..., "reason": ...}
+    self.min_side = _MIN_SIDE.get()  # images.degenerate's rule, recorded with the counts
     self._tried = 0
 
   def _relative(self, path: pathlib.Path) -> str:
@@ -50,6 +57,16 @@ class Summary:
       if entry.name not in expected:
         self.ignore(entry, f"not one of the {what} {', '.join(expected)}")
 
+  def read(self, path: pathlib.Path):
+    """The pixels to store for `path`, or None with the file recorded as skipped and why."""
+    self._tried += 1
+    faults.kill_point("prepare", self._tried)  # test-only: JAXRAY_TEST_KILL_AT=prepare:N
+    pixels, reason = images.try_read(path, min_side=self.min_side)
+    if pixels is None:
+      logging.warning("Skipping %s: %s", path, reason)
+      self.skipped.append({"file": self._relative(path), "reason": reason})
+    return pixels
+
   def read_class_folder(self, folder: pathlib.Path):
     """(path, stored pixels) for every file of `folder` that is an image, in sorted order.
 
@@ -62,12 +79,8 @@ class Summary:
         self.ignore(path, "a folder inside a class folder (only the files directly in it are "
                           "read)")
         continue
-      self._tried += 1
-      faults.kill_point("prepare", self._tried)  # test-only: JAXRAY_TEST_KILL_AT=prepare:N
-      pixels, reason = images.try_read(path)
+      pixels = self.read(path)
       if pixels is None:
-        logging.warning("Skipping %s: %s", path, reason)
-        self.skipped.append({"file": self._relative(path), "reason": reason})
         continue
       found += 1
       yield path, pixels
@@ -79,8 +92,11 @@ class Summary:
                           or "nothing (the folder is empty)"))
 
   def as_dict(self) -> dict:
+    # The degenerate-image rule applies to image files (`read_class_folder`) only.
+    rule = ({"min_image_side": self.min_side, "max_aspect_ratio": images.MAX_ASPECT_RATIO}
+            if self._tried else {})
     return {
-        "dataset": self.dataset, "source": self.source, "notes": self.notes,
+        "dataset": self.dataset, "source": self.source, "notes": self.notes, **rule,
         "counts": {split: {name: self.counts[split].get(name, 0) for name in self.class_names}
                    for split in self.splits},
         "skipped": sorted(self.skipped, key=lambda s: s["file"]),
@@ -101,6 +117,11 @@ class Summary:
                             ("ignored", "path", "folder(s) or file(s) outside the layout")):
       lines.append(f"  {key} {len(record[key])} {what}" + (":" if record[key] else ""))
       lines += [f"    {entry[name]}: {entry['reason']}" for entry in record[key]]
+    if self._tried:
+      degenerate = sum(s["reason"].startswith("degenerate") for s in record["skipped"])
+      lines.append(f"  of the skipped, {degenerate} degenerate image(s): a side under "
+                   f"{self.min_side} px (dataset.min_image_side), an aspect ratio over "
+                   f"{images.MAX_ASPECT_RATIO}:1, or one value everywhere")
     return "\n".join(lines)
 
 
@@ -130,10 +151,15 @@ class Summarized:
   """
 
   summary: Summary | None = None
+  min_image_side: int = images.MIN_IMAGE_SIDE  # jaxray.data.load sets the config's
 
   def _download_and_prepare(self, dl_manager, download_config=None, **kwargs):
     self.summary = None
-    super()._download_and_prepare(dl_manager, download_config, **kwargs)
+    rule = _MIN_SIDE.set(self.min_image_side)
+    try:
+      super()._download_and_prepare(dl_manager, download_config, **kwargs)
+    finally:
+      _MIN_SIDE.reset(rule)
     if self.summary is None:
       return
     record = self.summary.as_dict()

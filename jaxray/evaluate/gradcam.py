@@ -107,8 +107,9 @@ def _heatmaps(graphdef, config, params, batch_stats, images_uint8, class_index):
 
 def target_scores(logits, class_index, loss: str):
   """The score Grad-CAM explains, per example: the class's logit (softmax head), or for a
-  sigmoid head's one logit (class 1), the logit for class 1 and its negation for class 0."""
-  if loss == "softmax":
+  sigmoid head's one logit (class 1), the logit for class 1 and its negation for class 0. With
+  several sigmoid outputs (a multi-label head), the finding's own logit."""
+  if loss == "softmax" or (loss == "sigmoid" and logits.shape[1] > 1):
     return jnp.take_along_axis(logits, class_index[:, None], axis=1)[:, 0]
   if loss == "sigmoid":
     return jnp.where(class_index == 1, logits[:, 0], -logits[:, 0])

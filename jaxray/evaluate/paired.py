@@ -188,6 +188,20 @@ def macro_f1(labels, decisions, num_classes: Optional[int] = None) -> float:
                             zero_division=0))
 
 
+def macro_roc_auc(labels, scores) -> float:
+  """A multi-label run's macro ROC AUC: labels and scores (N, K), labels 1, 0 or -1 (unknown);
+  the mean over the findings with a known positive and negative, each on its known labels; nan
+  when none has both."""
+  labels, scores = np.asarray(labels), np.asarray(scores)
+  aucs = []
+  for k in range(labels.shape[1]):
+    known = labels[:, k] >= 0
+    y = labels[known, k]
+    if 0 < y.sum() < len(y):
+      aucs.append(skm.roc_auc_score(y, scores[known, k]))
+  return float(np.mean(aucs)) if aucs else float("nan")
+
+
 def bootstrap_indices(num_examples: int, groups=None, samples: int = 1000,
                       seed: int = 0) -> list[np.ndarray]:
   """`samples` resampled test sets, as index arrays into the examples.

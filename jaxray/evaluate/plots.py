@@ -107,6 +107,48 @@ def failure_grid(images, labels, predictions, class_names, path, titles=None, he
   plt.close(fig)
 
 
+def finding_curves(labels, probabilities, names, path) -> None:
+  """roc.png of a multi-label run: one test ROC curve per finding, on its known labels; a
+  finding without both a known positive and negative has no curve and says so in the legend."""
+  fig, ax = plt.subplots(figsize=(6.5, 6))
+  colours = plt.cm.tab20(np.linspace(0, 1, max(len(names), 2)))
+  for k, name in enumerate(names):
+    known = labels[:, k] >= 0
+    y, p = labels[known, k], probabilities[known, k]
+    if 0 < y.sum() < len(y):
+      fpr, tpr, _ = skm.roc_curve(y, p)
+      ax.plot(fpr, tpr, color=colours[k], lw=1.2, label=f"{name} {skm.auc(fpr, tpr):.3f}")
+    else:
+      ax.plot([], [], color=colours[k], label=f"{name}: no AUC ({int(y.sum())}/{len(y)} pos.)")
+  ax.plot([0, 1], [0, 1], ":", color="gray")
+  ax.set_xlabel("1 - specificity (false positive rate)")
+  ax.set_ylabel("sensitivity (true positive rate)")
+  ax.legend(loc="lower right", fontsize=7, title="test AUROC", title_fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def gradcam_grid(images, heatmaps, titles, path, heading="", label="") -> None:
+  """Images with their Grad-CAM overlays and a title each (a multi-label run's explanations)."""
+  count = len(images)
+  columns = max(1, min(4, count))
+  rows = max(1, int(np.ceil(count / columns)))
+  fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.4 * rows + 0.4 * bool(heading)),
+                           squeeze=False, layout="constrained")
+  for ax in axes.ravel():
+    ax.axis("off")
+  for k, ax in enumerate(axes.ravel()[:count]):
+    ax.imshow(gradcam.overlay(images[k], heatmaps[k]))
+    ax.set_title(titles[k], fontsize=8)
+  if count:
+    fig.colorbar(plt.cm.ScalarMappable(cmap="jet"), ax=axes, shrink=0.6, aspect=30, label=label)
+  if heading:
+    fig.suptitle(heading)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
 def _shorten(text: str, width: int = 36) -> str:
   """A file name cut in the middle to fit one image's width, keeping both ends."""
   if len(text) <= width:

@@ -38,8 +38,13 @@ def _text(value) -> str:
 
 
 def summary(prediction: dict, split: str) -> dict:
-  """The per-epoch figures of one split: loss, accuracy, and ROC AUC for two classes."""
-  from jaxray.evaluate import metrics
+  """The per-epoch figures of one split: loss, accuracy, and ROC AUC for two classes (for
+  several findings, the macro ROC AUC and the accuracy of known (image, finding) pairs)."""
+  from jaxray.evaluate import metrics, multilabel
+  if prediction["label"].ndim == 2:  # multi-label: ROC AUC is the macro over findings
+    figures = multilabel.epoch_summary(prediction["label"], prediction["probabilities"])
+    return {f"{split}_loss": float(prediction["loss"].mean()),
+            f"{split}_accuracy": figures["accuracy"], f"{split}_roc_auc": figures["roc_auc"]}
   result = {f"{split}_loss": float(prediction["loss"].mean()),
             f"{split}_accuracy": float((prediction["probabilities"].argmax(-1)
                                         == prediction["label"]).mean())}

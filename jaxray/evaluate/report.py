@@ -32,7 +32,9 @@ def write(path, results: dict, history: list[dict]) -> None:
       *([splits.describe(results["data"]), ""] if results.get("data") else []),
       *_balance_lines(results.get("class_balance"), results["class_names"]),
   ]
-  if "test" in results and "metrics" in results["test"]:
+  if "findings" in results.get("test", {}):
+    lines += _multilabel_lines(results)
+  elif "test" in results and "metrics" in results["test"]:
     lines += _test_lines(results, reference)
   if reference.get("notes"):
     lines += ["", f"Report's note: {reference['notes']}"]
@@ -88,6 +90,42 @@ def _test_lines(results: dict, reference: dict) -> list[str]:
     lines += ["", f"The last epoch ({last['epoch']}) on test, for comparison only (not the "
               f"selected checkpoint): {figures}; "
               f"confusion matrix {last['test']['confusion_matrix']}."]
+  return lines
+
+
+def _multilabel_lines(results: dict) -> list[str]:
+  """A multi-label run's test section: the macro AUROC, then one row per finding."""
+  test, thresholds = results["test"], results.get("thresholds", {})
+  macro = test["metrics"]["macro_roc_auc"]
+  defined = sum(f["roc_auc"] is not None for f in test["findings"].values())
+  lines = ["", f"## Test set ({test['num_examples']} images)", "",
+           f"Macro AUROC {_fmt(macro)} {_interval(test, 'macro_roc_auc')} over the {defined} "
+           f"findings with a known positive and negative on test; macro average precision "
+           f"{_fmt(test['metrics']['macro_average_precision'])}; test loss {test['loss']:.4f}. "
+           f"Each finding is measured on its known labels only; its threshold was chosen on "
+           f"val ({results['val']['num_examples']} images) and applied unchanged to test.", "",
+           "| finding | test pos. / neg. / unknown | AUROC | 95% CI | AP | val threshold | "
+           "sensitivity | specificity | ECE |",
+           "|---|---|---|---|---|---|---|---|---|"]
+  for name, f in test["findings"].items():
+    counts = f"{f['positives']} / {f['negatives']} / {f['unknown']}"
+    if f["roc_auc"] is None:
+      lines.append(f"| {name} | {counts} | undefined ({f['undefined']}) | — | — | — | — | — | "
+                   f"{_fmt(f.get('ece'))} |")
+      continue
+    at = f.get("at_threshold") or {}
+    rule = thresholds.get(name, {})
+    lines.append(f"| {name} | {counts} | {_fmt(f['roc_auc'])} | {_interval(f, 'roc_auc')} | "
+                 f"{_fmt(f['average_precision'])} | "
+                 f"{_fmt_threshold(rule['value']) if rule.get('value') is not None else '—'}"
+                 f"{' (' + rule['rule'] + ')' if rule.get('rule') == 'fixed' else ''} | "
+                 f"{_fmt(at.get('sensitivity'))} | {_fmt(at.get('specificity'))} | "
+                 f"{_fmt(f.get('ece'))} |")
+  last = results_lib.last_epoch(results)
+  if last and last["epoch"] != results["selected_epoch"]:
+    lines += ["", f"The last epoch ({last['epoch']}) on test, for comparison only (not the "
+              f"selected checkpoint): macro AUROC {_fmt(last['test']['metrics']['macro_roc_auc'])} "
+              f"{_interval(last['test'], 'macro_roc_auc')}."]
   return lines
 
 
@@ -149,7 +187,7 @@ _KNOWN = {"schema_version", "experiment", "overrides", "class_names", "platform"
           "selected_epoch", "selection", "epochs_trained", "mean_epoch_seconds",
           "mean_train_seconds", "reference", "data", "class_balance", "evaluators", "val", "test",
           "last_epoch", "threshold", "patient_level", "artifacts", "predictions", "extra_tests",
-          "shift"}
+          "shift", "thresholds"}
 
 
 def _other_lines(results: dict) -> list[str]:
@@ -214,6 +252,13 @@ def _balance_lines(balance: dict | None, class_names) -> list[str]:
   if not balance or (balance["loss_weights"] is None and balance["sampling"] == "shuffle"):
     return []
   parts = []
+  if "train_finding_counts" in balance:  # multi-label: positive weights per finding
+    counts = balance["train_finding_counts"]
+    return ["Finding balance: positive weights " + ", ".join(
+        f"{name} {w:.3f} ({p} positive, {n} negative)" for name, w, p, n in zip(
+            class_names, balance["loss_weights"], counts["positive"], counts["negative"]))
+        + " in the training images (each finding's negatives over its positives; 1 where it "
+          "has none).", ""]
   if balance["loss_weights"]:
     parts.append("loss weights " + ", ".join(
         f"{name} {w:.3f}" for name, w in zip(class_names, balance["loss_weights"])))

@@ -39,6 +39,9 @@ def hold(workdir: pathlib.Path):
     raise RunFolderBusy(f"{workdir} is in use by {holder}: one run folder takes one run at a "
                         f"time. Wait for it to end (the same command then resumes or reports "
                         f"it), or pass another --workdir.") from None
+  except OSError as error:  # a filesystem without locks (Lustre mounted without -o flock)
+    print(f"Note: {workdir}'s filesystem takes no locks ({error.strerror or error}); the run goes "
+          f"on, but a second run started into this folder would not be stopped.", flush=True)
   file.seek(0)
   file.truncate()
   file.write(f"jaxray pid {os.getpid()} on {socket.gethostname()}\n")

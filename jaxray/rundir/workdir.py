@@ -18,6 +18,9 @@ def is_chief() -> bool:
 # Fields that change only the final evaluation: a finished run may be evaluated again with
 # other values (its checkpoints are not touched), and an unfinished one resumes with them.
 EVALUATION_FIELDS = ("evaluation.", "dataset.extra_tests")
+# Fields that may change freely: training goes on with the same prepared data either way
+# (`dataset.allow_changed_source` only lets a run use data whose raw folder has changed since).
+FREE_FIELDS = ("num_epochs", "dataset.allow_changed_source")
 
 
 def _flatten(node: dict, prefix: str = "") -> dict:
@@ -45,7 +48,7 @@ def check(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> list[str]
   previous = _flatten(json.loads(config_lib.from_workdir(workdir).to_json()))
   current = _flatten(json.loads(config.to_json()))
   changed = sorted(k for k in set(previous) | set(current)
-                   if k != "num_epochs" and previous.get(k) != current.get(k))
+                   if k not in FREE_FIELDS and previous.get(k) != current.get(k))
   evaluation = [k for k in changed if k.startswith(EVALUATION_FIELDS)]
   training = [k for k in changed if k not in evaluation]
   if training:
@@ -123,8 +126,13 @@ def record_runtime(workdir: pathlib.Path, record: dict, first_epoch: int) -> lis
   requested config is the same) and the change is printed here and kept in results.json.
   """
   path = workdir / "runtime.json"
-  entries = [e for e in json.loads(path.read_text()) if e["first_epoch"] <= first_epoch] \
-      if path.exists() else []
+  try:
+    entries = [e for e in json.loads(path.read_text()) if e["first_epoch"] <= first_epoch] \
+        if path.exists() else []
+  except json.JSONDecodeError as error:
+    raise ValueError(f"{path}, line {error.lineno}: not valid JSON ({error.msg}). It lists the "
+                     f"runtime settings each stretch of epochs trained with: restore it from a "
+                     f"copy, or delete it (the record then starts again at this epoch).") from None
   current = {"first_epoch": first_epoch, "resolved": record["resolved"],
              "backend": record["backend"], "xla_flags": record["xla_flags"],
              "glibc_tunables": record["glibc_tunables"]}

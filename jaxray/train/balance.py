@@ -28,7 +28,16 @@ def needs_labels(section: ml_collections.ConfigDict) -> bool:
 
 
 def read_labels(source) -> np.ndarray:
-  return np.array([int(source[i]["label"]) for i in range(len(source))], np.int64)
+  """(N,) classes, or (N, K) findings (1 present, 0 absent, -1 unknown) of a multi-label split."""
+  return np.array([np.asarray(source[i]["label"]) for i in range(len(source))], np.int64)
+
+
+def positive_weights(labels: np.ndarray) -> tuple[float, ...]:
+  """Multi-label "balanced" weights: per finding, its known negatives over its known positives
+  (PyTorch's `BCEWithLogitsLoss(pos_weight=...)`), so each finding's positives weigh as much as
+  its negatives. A finding with no positive (or no negative) training label keeps weight 1."""
+  positives, negatives = (labels == 1).sum(0), (labels == 0).sum(0)
+  return tuple(float(n / p) if p and n else 1.0 for p, n in zip(positives, negatives))
 
 
 def loss_weights(labels: np.ndarray, num_classes: int) -> tuple[float, ...]:
@@ -48,6 +57,10 @@ def record(section: ml_collections.ConfigDict, labels: np.ndarray | None, num_cl
            weights: tuple[float, ...] | None) -> dict:
   """What results.json says about the class balance of training."""
   result = {"loss_weights": list(weights) if weights else None, "sampling": section.sampling}
-  if labels is not None:
+  if labels is not None and labels.ndim == 2:  # multi-label: the weights are positive weights
+    result["train_finding_counts"] = {"positive": (labels == 1).sum(0).tolist(),
+                                      "negative": (labels == 0).sum(0).tolist(),
+                                      "unknown": (labels < 0).sum(0).tolist()}
+  elif labels is not None:
     result["train_class_counts"] = np.bincount(labels, minlength=num_classes).tolist()
   return result

@@ -62,6 +62,28 @@ def loss_and_probabilities(logits, labels, loss: str):
   raise ValueError(f"model.loss must be 'softmax' or 'sigmoid', got {loss!r}")
 
 
+def multilabel_losses(logits, labels, positive_weights=None):
+  """(B, K) binary cross-entropy of K sigmoid outputs, zero where a label is unknown, and the
+  (B, K) mask of known labels (label 1 present, 0 absent, -1 unknown).
+
+  `positive_weights` (K,) scale each finding's positive term, as PyTorch's
+  `BCEWithLogitsLoss(pos_weight=...)`: a finding on 2% of the images then counts as much in the
+  loss as its absence does. An unknown label contributes neither loss nor gradient.
+  """
+  logits = logits.astype(jnp.float32)
+  known = labels >= 0
+  targets = jnp.where(known, labels, 0).astype(jnp.float32)
+  log_p, log_not_p = jax.nn.log_sigmoid(logits), jax.nn.log_sigmoid(-logits)
+  positive = 1.0 if positive_weights is None else jnp.asarray(positive_weights, jnp.float32)
+  losses = -(positive * targets * log_p + (1.0 - targets) * log_not_p)
+  return jnp.where(known, losses, 0.0), known
+
+
+def per_example(losses, known):
+  """Each example's mean loss over its known labels (0 for an example with none)."""
+  return losses.sum(-1) / jnp.maximum(known.sum(-1), 1)
+
+
 def model_inputs(images_uint8, cfg: ml_collections.ConfigDict, key=None,
                  ops: ops_lib.Ops = ops_lib.PLAIN):
   """uint8 batch -> the model's input: augmented when `key` is given, then normalized."""
@@ -89,15 +111,21 @@ def weighted_mean(losses, labels, class_weights=None):
 def train_step(state: TrainState, batch, metrics, *, graphdef, tx, cfg, ops, class_weights=None):
   """One optimizer step; `metrics` accumulates on the device (no host sync per step).
 
-  `class_weights` (one per class, or None) weight the loss (`weighted_mean`)."""
+  `class_weights` (one per class, or None) weight the loss (`weighted_mean`); in a multi-label
+  task they are the findings' positive weights (`multilabel_losses`)."""
   step_key = jax.random.fold_in(state.rng, state.step)
   augment_key, dropout_key = jax.random.split(step_key)
   images = model_inputs(batch["image"], cfg, augment_key, ops)
   labels = batch["label"]
+  multilabel = cfg.task == "multilabel"
 
   def loss_fn(params):
     model = nnx.merge(graphdef, params, state.batch_stats, copy=True)
     logits = model(images, train=True, dropout_key=dropout_key)
+    if multilabel:  # the mean over every known (image, finding) pair of the batch
+      losses, known = multilabel_losses(logits, labels, class_weights)
+      return (losses.sum() / jnp.maximum(known.sum(), 1),
+              (jax.nn.sigmoid(logits.astype(jnp.float32)), nnx.state(model, nnx.BatchStat)))
     losses, probabilities = loss_and_probabilities(logits, labels, cfg.model.loss)
     if cfg.model.label_smoothing:  # the eval loss stays the plain cross-entropy
       targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]),
@@ -110,19 +138,30 @@ def train_step(state: TrainState, batch, metrics, *, graphdef, tx, cfg, ops, cla
       state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  correct = (probabilities.argmax(-1) == labels).sum()
-  metrics = {"loss_sum": metrics["loss_sum"] + loss * labels.shape[0],
+  if multilabel:  # counted over known labels: train accuracy is that of (image, finding) pairs
+    known = labels >= 0
+    count = known.sum()
+    correct = (((probabilities >= 0.5) == (labels == 1)) & known).sum()
+  else:
+    count = labels.shape[0]
+    correct = (probabilities.argmax(-1) == labels).sum()
+  metrics = {"loss_sum": metrics["loss_sum"] + loss * count,
              "correct": metrics["correct"] + correct,
-             "count": metrics["count"] + labels.shape[0]}
+             "count": metrics["count"] + count}
   return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                        opt_state=opt_state), metrics
 
 
 def eval_step(state: TrainState, batch, *, graphdef, cfg):
-  """Per-example loss, probabilities and penultimate features (inference mode)."""
+  """Per-example loss, probabilities and penultimate features (inference mode). A multi-label
+  example's loss is the unweighted mean over its known findings."""
   model = nnx.merge(graphdef, state.params, state.batch_stats)
   logits, features = model(model_inputs(batch["image"], cfg), train=False, return_features=True)
-  losses, probabilities = loss_and_probabilities(logits, batch["label"], cfg.model.loss)
+  if cfg.task == "multilabel":  # probabilities (B, K): one per finding, not summing to one
+    losses = per_example(*multilabel_losses(logits, batch["label"]))
+    probabilities = jax.nn.sigmoid(logits.astype(jnp.float32))
+  else:
+    losses, probabilities = loss_and_probabilities(logits, batch["label"], cfg.model.loss)
   return {"loss": losses, "probabilities": probabilities, "features": features.astype(jnp.float32),
           "label": batch["label"], "index": batch["index"], "mask": batch["mask"]}
 

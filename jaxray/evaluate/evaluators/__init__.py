@@ -49,6 +49,12 @@ class Context:
     return self.workdir / name
 
 
+# What a multi-label run can evaluate (validation refuses the others there), and the evaluators
+# that only a multi-label run can use.
+MULTILABEL_ONLY = ("multilabel", "multilabel_roc", "multilabel_gradcam")
+MULTILABEL = MULTILABEL_ONLY + ("curves",)
+
+
 def load(name: str) -> ModuleType:
   """The evaluator module `name`; a clear error names the config field when there is none."""
   module_name = name if "." in name else f"{__name__}.{name}"
@@ -91,4 +97,5 @@ def merge(into: dict, new: Mapping) -> dict:
 # jaxray's own evaluators, in the order the base config runs them.
 AVAILABLE = ("classification", "threshold", "calibration", "extra_tests", "shift", "patient",
              "curves",
-             "confusion_matrix", "roc", "reliability", "failure_cases", "correct_cases", "tsne")
+             "confusion_matrix", "roc", "reliability", "failure_cases", "correct_cases", "tsne",
+             *MULTILABEL_ONLY)
