@@ -36,7 +36,10 @@ def two_runs(prepared_dir, tmp_path_factory):
       "evaluation.tsne_max_train=32", "num_epochs=2",
       # Two epochs at 32 px leave the model's calibration error near 0.3 on val itself, and
       # small sets' errors swing by more than the default 0.05: the scores' law alone decides.
-      "evaluation.shift.ece_gap=0.25"])
+      "evaluation.shift.ece_gap=0.25",
+      # The evaluators these tests read; the figures would only cost time.
+      "evaluation.evaluators=('classification', 'threshold', 'calibration', 'extra_tests', "
+      "'shift')"])
   workdir = tmp_path_factory.mktemp("run")
   before = trainer.train_and_evaluate(config, workdir)
   history = (workdir / "metrics.jsonl").read_text()

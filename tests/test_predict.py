@@ -1,7 +1,6 @@
 """python -m jaxray.predict: a finished run classifies files as its evaluation did."""
 
 import csv
-import json
 import os
 import subprocess
 import sys
@@ -10,21 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxray import assembly, config as config_lib, trainer
+from jaxray import assembly
 from jaxray.data.splits import Subset
 from jaxray.evaluate.predictions import predict
 from jaxray.rundir import checkpoint
-
-
-@pytest.fixture(scope="module")
-def finished_run(prepared_dir, tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("run")
-  config = config_lib.apply_overrides(config_lib.load("demo"), [
-      "input.image_size=32", "input.batch_size=64", "input.eval_batch_size=128",
-      f"dataset.prepared_dir={prepared_dir}", "evaluation.bootstrap_samples=20",
-      "evaluation.tsne_max_train=32", "num_epochs=1"])
-  results = trainer.train_and_evaluate(config, workdir)
-  return workdir, config, results
 
 
 def _predict(*args):
@@ -57,6 +45,9 @@ def test_a_folder_with_a_bad_file_is_predicted_as_the_evaluation_did(finished_ru
     names.append(name)
   (folder / "notes.txt").write_text("not an image")
   (folder / "empty.jpeg").write_bytes(b"")
+  Image.new("L", (1, 1), 128).save(folder / "dot.png")  # degenerate: skipped as preparation does
+  (folder / "other").mkdir()
+  (folder / "other" / "image0.png").write_bytes((folder / "image0.png").read_bytes())
   gradcam_dir = tmp_path / "gradcam"
 
   result = _predict(f"--workdir={workdir}", folder, tmp_path / "missing.png",
@@ -68,6 +59,11 @@ def test_a_folder_with_a_bad_file_is_predicted_as_the_evaluation_did(finished_ru
   assert rows["notes.txt"]["status"] == "skipped"
   assert rows["notes.txt"]["reason"].startswith("not an image")
   assert rows["empty.jpeg"]["reason"].startswith("empty file")
+  assert rows["dot.png"]["reason"].startswith("degenerate image: 1x1 px, a side under 32 px")
+  # Two inputs of one file name: two overlays, and each row names its own.
+  assert rows["image0.png"]["gradcam"] == str(gradcam_dir / "image0_gradcam.png")
+  assert rows["other/image0.png"]["gradcam"] == str(gradcam_dir / "image0_gradcam_2.png")
+  assert rows["other/image0.png"]["p_NORMAL"] == rows["image0.png"]["p_NORMAL"]
   assert rows[os.path.relpath(tmp_path / "missing.png", folder)]["reason"] == (
       "no such file or folder")
   threshold = results["threshold"]
@@ -83,7 +79,7 @@ def test_a_folder_with_a_bad_file_is_predicted_as_the_evaluation_did(finished_ru
       assert float(row["threshold"]) == pytest.approx(threshold["value"], abs=1e-6)
     assert row["decision"] == want
   assert sorted(p.name for p in gradcam_dir.iterdir()) == sorted(
-      f"image{k}_gradcam.png" for k in range(4))
+      [f"image{k}_gradcam.png" for k in range(4)] + ["image0_gradcam_2.png"])
 
   again = _predict(f"--workdir={workdir}", folder / "image0.png")
   assert again.returncode == 0, again.stderr
