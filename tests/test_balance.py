@@ -146,7 +146,8 @@ def test_the_3class_experiment_loads_three_classes(tmp_path):
 
 def test_a_weighted_run_records_its_weights_in_results_and_report(prepared_dir, tmp_path):
   config = _tiny(prepared_dir, "class_balance.loss_weights='balanced'",
-                 "evaluation.bootstrap_samples=20", "evaluation.tsne_max_train=32")
+                 "evaluation.bootstrap_samples=20", "evaluation.tsne_max_train=32",
+                 "evaluation.evaluators=('classification',)")  # the record, not the figures
   results = trainer.train_and_evaluate(config, tmp_path / "run")
   counts = results["class_balance"]["train_class_counts"]
   weights = [sum(counts) / (2 * n) for n in counts]

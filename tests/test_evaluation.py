@@ -31,7 +31,10 @@ def finished_run(prepared_dir, tmp_path_factory):
   """Two epochs, the first selected (selection on the smallest epoch), so the last epoch's test
   predictions are saved too."""
   workdir = tmp_path_factory.mktemp("run")
-  config = tiny_config(prepared_dir, "selection.metric=epoch", "selection.mode=min")
+  config = tiny_config(prepared_dir, "selection.metric=epoch", "selection.mode=min",
+                       # what these tests read: the saved predictions and their figures
+                       "evaluation.evaluators=('classification', 'threshold', 'calibration', "
+                       "'patient')")
   results = trainer.train_and_evaluate(config, workdir)
   return workdir, config, results
 
