@@ -29,8 +29,11 @@ FINISHED = [*TINY, "num_epochs=2", "selection.metric=epoch", "selection.mode=min
 
 
 def _command(workdir, prepared_dir, *extra):
+  """The demo, tiny, through the command line; one evaluator, since these tests read the run
+  folder's state and messages, never its figures."""
   return [sys.executable, "-m", "jaxray.main", "--experiment=demo", f"--workdir={workdir}",
-          f"--set=dataset.prepared_dir={prepared_dir}", *(f"--set={s}" for s in TINY), *extra]
+          f"--set=dataset.prepared_dir={prepared_dir}", *(f"--set={s}" for s in TINY),
+          "--set=evaluation.evaluators=('classification',)", *extra]
 
 
 def _env():
