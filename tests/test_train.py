@@ -134,6 +134,18 @@ def test_a_workdir_never_mixes_two_configurations(two_epoch_run, prepared_dir):
   assert (workdir / "config.json").read_text() == before
 
 
+def test_a_longer_experiment_with_other_reference_figures_continues_a_finished_run(tmp_path):
+  """resnet18_scratch_15ep is resnet18_scratch with 15 epochs and the report's 15-epoch figures
+  as `reference`: its workdir check lets it continue the 5-epoch run; a changed recipe does not."""
+  five = config_lib.load("resnet18_scratch")
+  workdir_lib.write_config(tmp_path, five)
+  assert workdir_lib.check(tmp_path, config_lib.load("resnet18_scratch_15ep")) == []
+  augmented = config_lib.load("resnet18_scratch_aug")
+  with pytest.raises(ValueError, match=r"different configuration \(augment\.brightness: 0\.0 in "
+                                       r"the run, 0\.2 now.*optimizer\.weight_decay"):
+    workdir_lib.check(tmp_path, augmented)
+
+
 def test_train_epoch_keeps_one_step_in_flight():
   """Step k+1 is dispatched only once step k has finished, so the bar counts finished steps."""
   events = []

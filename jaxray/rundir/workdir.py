@@ -20,7 +20,12 @@ def is_chief() -> bool:
 EVALUATION_FIELDS = ("evaluation.", "dataset.extra_tests")
 # Fields that may change freely: training goes on with the same prepared data either way
 # (`dataset.allow_changed_source` only lets a run use data whose raw folder has changed since).
-FREE_FIELDS = ("num_epochs", "dataset.allow_changed_source")
+# The experiment's name and its `reference` (the published figures report.md puts beside the
+# run's) compute nothing either: every field that does is compared. So a run of a constant
+# learning rate grows into a longer experiment that differs from it only there, as
+# resnet18_scratch (5 epochs) into resnet18_scratch_15ep.
+FREE_FIELDS = ("num_epochs", "dataset.allow_changed_source", "experiment")
+FREE_SECTIONS = ("reference.",)
 
 
 def _flatten(node: dict, prefix: str = "") -> dict:
@@ -48,7 +53,8 @@ def check(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> list[str]
   previous = _flatten(json.loads(config_lib.from_workdir(workdir).to_json()))
   current = _flatten(json.loads(config.to_json()))
   changed = sorted(k for k in set(previous) | set(current)
-                   if k not in FREE_FIELDS and previous.get(k) != current.get(k))
+                   if k not in FREE_FIELDS and not k.startswith(FREE_SECTIONS)
+                   and previous.get(k) != current.get(k))
   evaluation = [k for k in changed if k.startswith(EVALUATION_FIELDS)]
   training = [k for k in changed if k not in evaluation]
   if training:
