@@ -158,13 +158,8 @@ def test_reference_process_environment_drops_jaxrays_process_settings(monkeypatc
     (["--what=speed"], "--what: unknown 'speed'"),
     (["--what=recipe", "--epoch_experiment=resnet18_pneumoniamnist"],
      "pip install torch torchvision"),
-    (["--what=recipe", "--epoch_experiment=demo"], "demo (dataset.name='synthetic')"),
-    (["--what=recipe", "--epoch_experiment=resnet18_pretrained"],
-     "model.pretrained.source='torchvision_resnet18'"),
     (["--what=recipe", "--epoch_experiment=resnet18_scratch", "--set", "model.stem=cifar"],
      "--epoch_experiment=resnet18_scratch (model.stem='cifar')"),
-    (["--what=recipe", "--epoch_experiment=resnet18_scratch_aug"],
-     "--data_dir=DIR with DIR/chest_xray/{train,val,test}/"),
     (["--set", "runtime.winogard=False"], "unknown field 'runtime.winogard'"),
     (["--set", "runtime.winograd=maybe"], "must be 'auto', True or False"),
 ])
@@ -172,6 +167,24 @@ def test_bad_requests_are_clear_errors(tmp_path, args, message):
   result = _bench(args, tmp_path, timeout=120)
   assert result.returncode != 0
   assert message in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(epoch_experiment="demo"), "demo (dataset.name='synthetic')"),
+    (dict(epoch_experiment="resnet18_pretrained"),
+     "model.pretrained.source='torchvision_resnet18'"),
+    (dict(epoch_experiment="resnet18_scratch_aug"),
+     "--data_dir=DIR with DIR/chest_xray/{train,val,test}/"),
+    (dict(), "no --epoch_experiment"),
+])
+def test_recipes_without_a_pytorch_twin_or_data_are_refused_before_any_work(fields, message):
+  """The checks --what=recipe makes before it starts anything (one of them through the command
+  line above, the rest here, in this process)."""
+  from absl import app
+  from jaxray.bench import Options, worker
+  with pytest.raises(app.UsageError) as error:
+    worker._check_recipe(Options(what=("recipe",), **fields))
+  assert message in str(error.value)
 
 
 def test_torch_reference_runs_in_its_own_process_with_the_users_malloc_settings(tmp_path):
