@@ -131,7 +131,7 @@ def get_config() -> ml_collections.ConfigDict:
       loss_weights="none",  # "none", or "balanced": class c weighs n / (C n_c) in the train loss
       sampling="shuffle",  # "shuffle" (each image once an epoch) or "balanced" (classes equally often)
   )
-  config.num_epochs = 5  # training epochs; the only field that may grow when a run resumes
+  config.num_epochs = 5  # training epochs; the one training field that may grow on resume
   config.stop_on_nonfinite_loss = True  # a NaN/inf train or val loss stops the run, unsaved
   config.selection = dict(
       metric="val_accuracy",  # metrics.jsonl key that selects the evaluated checkpoint ("epoch": last)
