@@ -84,6 +84,7 @@ def get_config() -> ml_collections.ConfigDict:
       batch_size=32,  # global training batch, split over every device
       eval_batch_size=32,  # upper bound on the evaluation batch (evened out to pad little)
       normalization=dict(kind="mean_std", mean=(0.5303,) * 3, std=(0.1944,) * 3),  # see augment.normalize
+      equalize=False,  # histogram-equalize each image before augmentation (augment.equalize)
       drop_remainder=False,  # False: the epoch's remainder trains as a last, smaller batch
       num_threads=2,  # grain reader threads
   )

@@ -30,6 +30,7 @@ CHOICES = {
     "model.dtype": ("float32", "bfloat16"),
     "input.channels": (1, 3),
     "input.normalization.kind": ("mean_std", "caffe", "inception"),
+    "input.equalize": (True, False),
     "optimizer.name": ("adam", "adamw"),
     "optimizer.schedule": ("constant", "piecewise_constant", "cosine"),
     "class_balance.loss_weights": balance.LOSS_WEIGHTS,

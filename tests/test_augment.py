@@ -122,3 +122,40 @@ def test_gamma_and_noise_are_drawn_per_example_and_stay_in_range():
   exponents = np.log(np.asarray(gamma_only)[:, 8, 8, 0]) / np.log(np.asarray(x)[:, 8, 8, 0])
   assert np.all((exponents > 1 / 1.5 - 1e-4) & (exponents < 1.5 + 1e-4))
   assert len(np.unique(np.round(exponents, 4))) == len(x)  # one gamma per example
+
+
+def _varied_images(size=24):
+  """Histograms equalization must handle: wide, narrow, skewed, two levels, one level."""
+  rng = np.random.default_rng(3)
+  return np.stack([
+      rng.integers(0, 256, (size, size)),
+      rng.integers(90, 130, (size, size)),
+      np.minimum(rng.exponential(20.0, (size, size)), 255),
+      np.where(rng.random((size, size)) < 0.3, 40, 200),
+      np.full((size, size), 77),
+  ]).astype(np.uint8)[..., None]
+
+
+def test_equalize_is_pils():
+  from PIL import Image, ImageOps
+  images = _varied_images()
+  ours = np.asarray(jax.jit(augment.equalize)(images))
+  for image, equalized in zip(images, ours):
+    expected = np.asarray(ImageOps.equalize(Image.fromarray(image[..., 0])))
+    np.testing.assert_array_equal(equalized[..., 0], expected)
+  np.testing.assert_array_equal(ours[-1], images[-1])  # one grey level: unchanged
+
+
+def test_model_inputs_equalize_only_when_asked():
+  from jaxray.train import steps
+  config = base_config.get_config()
+  images = _varied_images()
+  plain = steps.model_inputs(images, config)
+  config.input.equalize = True
+  equalized = steps.model_inputs(images, config)
+  expected = augment.normalize(augment.to_float(augment.equalize(images)),
+                               config.input.normalization, config.input.channels)
+  np.testing.assert_array_equal(equalized, expected)
+  np.testing.assert_array_equal(plain, augment.normalize(augment.to_float(images),
+                                                         config.input.normalization, 3))
+  assert not np.array_equal(plain, equalized)

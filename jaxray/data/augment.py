@@ -129,6 +129,23 @@ def augment(images, key, cfg: ml_collections.ConfigDict, store=fusion.identity):
   return images
 
 
+def equalize(images_uint8):
+  """Histogram equalization of each uint8 image (B, H, W, 1), as PIL.ImageOps.equalize computes
+  it: each grey level goes to its share of the image's pixels below it, so the levels spread
+  evenly over 0-255. Exposure and contrast differ from one site's machines to another's; after
+  equalization every image uses the whole range alike (`input.equalize`). An image of one grey
+  level is left as it is."""
+  def one(image):
+    flat = image.reshape(-1).astype(jnp.int32)
+    histogram = jnp.bincount(flat, length=256)
+    highest = histogram[255 - jnp.argmax(histogram[::-1] > 0)]  # pixels at the top level
+    step = (flat.size - highest) // 256
+    below = jnp.cumsum(histogram) - histogram
+    lut = jnp.where(step > 0, (step // 2 + below) // jnp.maximum(step, 1), jnp.arange(256))
+    return jnp.clip(lut, 0, 255).astype(jnp.uint8)[flat].reshape(image.shape)
+  return jax.vmap(one)(images_uint8)
+
+
 def to_float(images_uint8):
   return images_uint8.astype(jnp.float32) / 255.0
 

@@ -86,7 +86,10 @@ def per_example(losses, known):
 
 def model_inputs(images_uint8, cfg: ml_collections.ConfigDict, key=None,
                  ops: ops_lib.Ops = ops_lib.PLAIN):
-  """uint8 batch -> the model's input: augmented when `key` is given, then normalized."""
+  """uint8 batch -> the model's input: equalized if `input.equalize`, augmented when `key` is
+  given, then normalized."""
+  if cfg.input.equalize:
+    images_uint8 = augment.equalize(images_uint8)
   images = augment.to_float(images_uint8)
   if key is not None:
     images = augment.augment(images, key, cfg.augment, store=ops.store)
