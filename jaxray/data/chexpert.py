@@ -24,7 +24,6 @@ import pathlib
 import re
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from jaxray.data import table
 
@@ -51,14 +50,12 @@ folder it unzipped to (or the folder above it). Expected layout:
 
 
 @dataclasses.dataclass(eq=False)
-class ChexpertConfig(tfds.core.BuilderConfig):
+class ChexpertConfig(table.DrawnSplitConfig):
   """`dataset.chexpert` (uncertain policy, frontal views only) and the val split drawn from
   train.csv (`dataset.random_split`)."""
+  test: float = 0.0  # test is valid.csv
   uncertain: str = "ignore"
   frontal_only: bool = False
-  val: float = 0.1
-  test: float = 0.0  # test is valid.csv
-  seed: int = 0
 
 
 def find_csv_folder(manual_dir) -> pathlib.Path:

@@ -26,7 +26,6 @@ import os
 import pathlib
 import re
 
-import tensorflow_datasets as tfds
 
 from jaxray.data import table
 
@@ -44,13 +43,10 @@ in each file name by dataset.image_folder.patient_regex (else each image is its 
 
 
 @dataclasses.dataclass(eq=False)
-class ImageFolderConfig(tfds.core.BuilderConfig):
+class ImageFolderConfig(table.DrawnSplitConfig):
   """The folder (--data_dir, absolute), `dataset.image_folder` and `dataset.random_split`."""
   folder: str = ""
   patient_regex: str = ""
-  val: float = 0.1
-  test: float = 0.2
-  seed: int = 0
 
 
 def settings_problems(dataset) -> list[str]:

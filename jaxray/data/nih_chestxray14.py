@@ -17,7 +17,6 @@ import dataclasses
 import pathlib
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from jaxray.data import table
 
@@ -43,11 +42,9 @@ Only the images present are used; the listed ones that are absent are counted.
 
 
 @dataclasses.dataclass(eq=False)
-class NihConfig(tfds.core.BuilderConfig):
+class NihConfig(table.DrawnSplitConfig):
   """The validation split drawn from train_val_list.txt (`dataset.random_split`)."""
-  val: float = 0.1
   test: float = 0.0  # test is NIH's test_list.txt
-  seed: int = 0
 
 
 def _image_folders(root: pathlib.Path) -> list[pathlib.Path]:

@@ -408,6 +408,15 @@ def assign_splits(rows: list[Row], multilabel: bool, val: float, test: float, se
                         f"{given_by} says (e.g. {', '.join(shared[:5])})")
 
 
+@dataclasses.dataclass(eq=False)
+class DrawnSplitConfig(tfds.core.BuilderConfig):
+  """`dataset.random_split`: the fractions of patients drawn into val and test, and the seed,
+  which `RowsBuilder` reads for every dataset built on it."""
+  val: float = 0.1
+  test: float = 0.2
+  seed: int = 0
+
+
 class RowsBuilder(summary.Summarized, tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """A dataset prepared from rows (`Row`): the features, the splits and the examples of every
   builder of this module's kind. Subclasses say where the rows come from (`_collect`), their
@@ -505,7 +514,7 @@ class RowsBuilder(summary.Summarized, tfds.core.GeneratorBasedBuilder, skip_regi
 
 
 @dataclasses.dataclass(eq=False)
-class TableConfig(tfds.core.BuilderConfig):
+class TableConfig(DrawnSplitConfig):
   """The `dataset.table` and `dataset.random_split` settings, paths made absolute."""
   csv: str = ""
   image_root: str = ""
@@ -516,9 +525,6 @@ class TableConfig(tfds.core.BuilderConfig):
   unknown_values: tuple[str, ...] = ("", "-1")
   patient_column: str = ""
   split_column: str = ""
-  val: float = 0.1
-  test: float = 0.2
-  seed: int = 0
 
 
 def settings_problems(dataset) -> list[str]:
