@@ -15,7 +15,6 @@ import ast
 import difflib
 import importlib
 import importlib.util
-import json
 import pathlib
 import pkgutil
 
@@ -23,6 +22,7 @@ import ml_collections
 
 import experiments
 from jaxray import base_config
+from jaxray import jsonfile
 
 
 def available() -> list[str]:
@@ -64,12 +64,8 @@ def from_workdir(workdir) -> ml_collections.ConfigDict:
   if not path.is_file():
     raise FileNotFoundError(f"{path} does not exist: --workdir must be the folder of a run "
                             f"made by python -m jaxray.main (it holds config.json).")
-  try:
-    saved = json.loads(path.read_text())
-  except json.JSONDecodeError as error:
-    raise ValueError(f"{path}, line {error.lineno}: not valid JSON ({error.msg}). It is the "
-                     f"record of the run's config: restore it from a copy, or delete the folder "
-                     f"to start the run over.") from None
+  saved = jsonfile.read(path, "It is the record of the run's config: restore it from a copy, "
+                             "or delete the folder to start the run over.")
   config = base_config.get_config()
   _update(config, saved, str(path))
   return config

@@ -18,7 +18,7 @@ from PIL import Image
 
 from jaxray import assembly, config as config_lib, data, trainer
 from jaxray.data import source, summary
-from jaxray.rundir import workdir as workdir_lib
+from jaxray.rundir import results as results_lib, workdir as workdir_lib
 
 TINY = ["input.image_size=32", "input.batch_size=64", "input.eval_batch_size=128",
         "evaluation.bootstrap_samples=20", "evaluation.tsne_max_train=32"]
@@ -140,6 +140,9 @@ def test_damaged_records_are_named_with_their_line(finished, tmp_path):
   (copy / "config.json").write_text('{"seed": 0,\n "num_epochs" 2}')
   with pytest.raises(ValueError, match=r"config.json, line 2: not valid JSON"):
     config_lib.from_workdir(copy)
+  (copy / "results.json").write_text('{"schema_version": 2,\n "test": {')
+  with pytest.raises(ValueError, match=r"results.json, line 2: not valid JSON .*Delete it"):
+    results_lib.read(copy)
 
 
 def test_a_resume_with_another_config_names_the_field_and_both_values(finished):
@@ -312,3 +315,10 @@ def test_degenerate_images_are_skipped_at_preparation_with_a_summary_line(tmp_pa
   with pytest.raises(ValueError, match=r"prepared with dataset.min_image_side=32, but this run "
                                        r"asks for 16"):
     data.load("chest_xray", str(raw), str(tmp_path / "tfds"), min_image_side=16)
+
+
+def test_a_damaged_preparation_record_names_the_file_and_the_way_out(tmp_path):
+  (tmp_path / source.FILE).write_text('{"root": "/data",\n "files": {"a.png": [1, 2]')
+  with pytest.raises(ValueError, match=r"jaxray_source.json, line 2: not valid JSON .*"
+                                       r"dataset.prepared_dir=<a new folder>"):
+    source.read(tmp_path)

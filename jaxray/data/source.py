@@ -17,6 +17,8 @@ import json
 import os
 import pathlib
 
+from jaxray import jsonfile
+
 FILE = "jaxray_source.json"
 _NAMED = 5  # files named in a message, per kind of change
 
@@ -83,13 +85,9 @@ def read(data_dir) -> dict | None:
   path = pathlib.Path(data_dir) / FILE
   if not path.exists():
     return None
-  try:
-    return json.loads(path.read_text())
-  except json.JSONDecodeError as error:
-    raise ValueError(f"{path}, line {error.lineno}: not valid JSON ({error.msg}). It records the "
-                     f"raw folder the data in {data_dir} was prepared from: delete {data_dir} "
-                     f"to prepare it again, or pass --set dataset.prepared_dir=<a new folder>."
-                     ) from None
+  return jsonfile.read(path, f"It records the raw folder the data in {data_dir} was prepared "
+                            f"from: delete {data_dir} to prepare it again, or pass --set "
+                            f"dataset.prepared_dir=<a new folder>.")
 
 
 def changes(before: dict, now: dict) -> dict[str, list[str]]:

@@ -11,6 +11,7 @@ import pathlib
 
 import jax
 
+from jaxray import jsonfile
 from jaxray.rundir import workdir as workdir_lib
 
 SCHEMA_VERSION = 2
@@ -58,11 +59,8 @@ def read(workdir) -> dict:
     raise FileNotFoundError(
         f"{path} does not exist: the run in {workdir} has not finished. Run its "
         f"python -m jaxray.main command again to finish it.")
-  try:
-    results = json.loads(path.read_text())
-  except json.JSONDecodeError as error:
-    raise ValueError(f"{path} is not valid JSON ({error}); run the same python -m jaxray.main "
-                     f"command again after deleting it to evaluate the run again.") from None
+  results = jsonfile.read(path, "Delete it and run the same python -m jaxray.main command "
+                                "again to evaluate the run again from its checkpoint.")
   version = results.get("schema_version", 1)
   if version > SCHEMA_VERSION:
     raise ValueError(f"{path} has schema_version {version}, written by a newer jaxray than this "

@@ -10,6 +10,7 @@ import pathlib
 import jax
 import ml_collections
 
+from jaxray import jsonfile
 
 def is_chief() -> bool:
   return jax.process_index() == 0
@@ -97,12 +98,9 @@ def read_history(workdir: pathlib.Path) -> list[dict]:
   for number, line in enumerate(path.read_text().splitlines(), start=1):
     if not line.strip():
       continue
-    try:
-      history.append(json.loads(line))
-    except json.JSONDecodeError as error:
-      raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg}). It holds one line "
-                       f"per trained epoch: restore it from a copy, or delete {workdir} to start "
-                       f"the run over.") from None
+    history.append(jsonfile.loads(
+        line, path, f"It holds one line per trained epoch: restore it from a copy, or delete "
+                    f"{workdir} to start the run over.", line=number))
   return history
 
 
@@ -132,13 +130,10 @@ def record_runtime(workdir: pathlib.Path, record: dict, first_epoch: int) -> lis
   requested config is the same) and the change is printed here and kept in results.json.
   """
   path = workdir / "runtime.json"
-  try:
-    entries = [e for e in json.loads(path.read_text()) if e["first_epoch"] <= first_epoch] \
-        if path.exists() else []
-  except json.JSONDecodeError as error:
-    raise ValueError(f"{path}, line {error.lineno}: not valid JSON ({error.msg}). It lists the "
-                     f"runtime settings each stretch of epochs trained with: restore it from a "
-                     f"copy, or delete it (the record then starts again at this epoch).") from None
+  saved = jsonfile.read(path, "It lists the runtime settings each stretch of epochs trained "
+                             "with: restore it from a copy, or delete it (the record then "
+                             "starts again at this epoch).") if path.exists() else []
+  entries = [e for e in saved if e["first_epoch"] <= first_epoch]
   current = {"first_epoch": first_epoch, "resolved": record["resolved"],
              "backend": record["backend"], "xla_flags": record["xla_flags"],
              "glibc_tunables": record["glibc_tunables"]}
