@@ -20,6 +20,10 @@ ARTIFACTS = ("config.json", "metrics.jsonl", "results.json", "report.md", "curve
              "gradcam_correct.png", "tsne.png")
 
 
+# For tests of training and resuming: the test figures, no plots to wait for.
+ONLY_FIGURES = {"evaluation.evaluators": "('classification',)"}
+
+
 def tiny_config(prepared_dir, **overrides):
   config = config_lib.load("demo")
   config_lib.apply_overrides(config, [
@@ -88,7 +92,8 @@ def test_an_earlier_selected_epoch_has_the_last_one_evaluated_beside_it(prepared
   """Selecting the smallest epoch picks epoch 1 on any CPU (a selection on a figure would
   depend on float rounding); the last epoch's test figures then come from a second evaluation,
   before the selected checkpoint is restored."""
-  config = tiny_config(prepared_dir, **{"selection.metric": "epoch", "selection.mode": "min"})
+  config = tiny_config(prepared_dir, **{"selection.metric": "epoch", "selection.mode": "min",
+                                         **ONLY_FIGURES})
   results = trainer.train_and_evaluate(config, tmp_path)
   history = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert results["selected_epoch"] == 1
@@ -116,8 +121,8 @@ def test_rerunning_a_finished_run_does_not_train_again(two_epoch_run, prepared_d
 def test_resume_continues_exactly_where_it_stopped(two_epoch_run, prepared_dir, tmp_path):
   """1 epoch, then the same run asked for 2 (as after a crash) == 2 epochs straight."""
   workdir, _ = two_epoch_run
-  trainer.train_and_evaluate(tiny_config(prepared_dir, num_epochs=1), tmp_path)
-  trainer.train_and_evaluate(tiny_config(prepared_dir), tmp_path)
+  trainer.train_and_evaluate(tiny_config(prepared_dir, num_epochs=1, **ONLY_FIGURES), tmp_path)
+  trainer.train_and_evaluate(tiny_config(prepared_dir, **ONLY_FIGURES), tmp_path)
   straight = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   resumed = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   for a, b in zip(straight, resumed):
@@ -306,9 +311,9 @@ def test_a_full_disk_during_a_save_keeps_the_earlier_checkpoints(two_epoch_run, 
   with pytest.raises(OSError, match="no space left on the device while saving a checkpoint .*; "
                                     "the last complete checkpoint, epoch 1, and those before it "
                                     "are intact"):
-    trainer.train_and_evaluate(tiny_config(prepared_dir), tmp_path)
+    trainer.train_and_evaluate(tiny_config(prepared_dir, **ONLY_FIGURES), tmp_path)
   monkeypatch.setattr(checkpoint, "save", save)
-  resumed = trainer.train_and_evaluate(tiny_config(prepared_dir), tmp_path)
+  resumed = trainer.train_and_evaluate(tiny_config(prepared_dir, **ONLY_FIGURES), tmp_path)
   assert _figures(resumed) == pytest.approx(_figures(uninterrupted), rel=1e-6)
 
 
