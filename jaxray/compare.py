@@ -1,4 +1,4 @@
-"""python -m jaxray.compare RUN_DIR RUN_DIR ... [--out=DIR] [--sort_by=accuracy]
+"""python -m jaxray.compare RUN_DIR RUN_DIR ... [--out=DIR] [--decision=argmax]
 
 Is one run better than another, or did it meet a luckier test set? Each run's own intervals
 (results.json) answer the wrong question: two runs scored on the same test images err on many of
@@ -9,7 +9,9 @@ every metric with a bootstrap interval that resamples patients where patient ids
 for every pair of runs the difference of each metric with a paired bootstrap interval, McNemar's
 exact test on the decisions and DeLong's test on the ROC AUCs (binary tasks), Holm-corrected over
 the pairs when there are more than two runs. Runs of one experiment (seeds) are also summarised
-by their mean, standard deviation and range: the spread a new seed alone brings.
+by their mean, standard deviation and range: the spread a new seed alone brings. Decisions are
+each run's own rule (its val threshold where it chose one, else argmax); --decision=argmax puts
+every run at argmax, to test a claim a paper made on argmax figures.
 
 Runs tested on different test sets (their split hashes differ) are refused: their numbers cannot
 be paired. Writes Markdown to stdout, and with --out comparison.md, comparison.json (every
@@ -46,6 +48,10 @@ flags.DEFINE_string("pool", None, "Pool this split's predictions over the runs i
                     "folds' runs, whose val parts are disjoint), with intervals.")
 flags.DEFINE_string("split", "test", "Which saved predictions to compare: test, or an extra test "
                     "set as extra_NAME (dataset.extra_tests).")
+flags.DEFINE_enum("decision", "own", ["own", "argmax"], "Which decisions the accuracy, "
+                  "sensitivity, specificity, F1 and McNemar's test use: each run's own rule (its "
+                  "val threshold where it chose one, else argmax), or argmax for every run, as "
+                  "a paper that reports argmax figures did.")
 FLAGS = flags.FLAGS
 
 PREDICTIONS = "predictions_test.csv"
@@ -114,7 +120,8 @@ def _read_predictions(csv_path: pathlib.Path, class_names: Sequence[str],
   return frame.sort_values("index", kind="stable").reset_index(drop=True)
 
 
-def load_run(path, label: Optional[str] = None, split: str = "test") -> Run:
+def load_run(path, label: Optional[str] = None, split: str = "test",
+             argmax: bool = False) -> Run:
   """A run folder's results.json and test predictions, or an error saying what is missing."""
   path = pathlib.Path(path).expanduser()
   if not path.is_dir():
@@ -151,7 +158,7 @@ def load_run(path, label: Optional[str] = None, split: str = "test") -> Run:
         decision_rule="val threshold per finding",
         file_names=(frame["file_name"].to_numpy(str) if "file_name" in frame
                     else frame["index"].to_numpy(str)))
-  thresholded = "pred_threshold" in frame
+  thresholded = "pred_threshold" in frame and not argmax
   return Run(
       label=label or run_labels([path])[0], path=path, results=results,
       class_names=class_names, split_hash=split_hash,
@@ -497,13 +504,15 @@ def to_markdown(comparison: dict) -> str:
   classes = ", ".join(comparison["class_names"])
   positive = (f" (positive: {comparison['positive_class']})" if comparison["positive_class"]
               else "")
+  rules = {run["decision_rule"] for run in comparison["runs"]}
+  decisions = "argmax for every run" if rules == {"argmax"} else "each run's own rule"
   lines = [
       f"# Comparison of {len(comparison['runs'])} runs",
       "",
       f"Test set: {comparison['num_examples']} images{patients} (split "
       f"{comparison['split_hash']}); classes {classes}{positive}. Intervals: 95% percentile "
       f"bootstrap, {comparison['bootstrap_samples']} resamples of {comparison['resampling']}, "
-      f"seed {comparison['seed']}. Decisions: each run's own rule.",
+      f"seed {comparison['seed']}. Decisions: {decisions}.",
       "",
       f"## Runs, by {_LABELS[comparison['sort_by']]}",
       "",
@@ -595,7 +604,8 @@ def main(argv):
         (folder / "pooled.md").write_text(pool_markdown(pooled))
         (folder / "pooled.json").write_text(json.dumps(_json_ready(pooled), indent=2))
       return
-    runs = [load_run(path, label, FLAGS.split) for path, label in zip(paths, run_labels(paths))]
+    runs = [load_run(path, label, FLAGS.split, argmax=FLAGS.decision == "argmax")
+            for path, label in zip(paths, run_labels(paths))]
     comparison = compare_runs(runs, samples=FLAGS.bootstrap_samples, seed=FLAGS.seed,
                               sort_by=FLAGS.sort_by)
   except (ValueError, FileNotFoundError) as error:

@@ -130,6 +130,29 @@ def test_a_pair_matches_the_figures_computed_from_the_csvs(runs):
   assert "alpha" in markdown and "beta" in markdown and "Holm" not in markdown
 
 
+def test_argmax_decisions_replace_a_runs_val_threshold_when_asked(runs, tmp_path):
+  """--decision=argmax: alpha's decisions become its CSV's pred_argmax (threshold 0.4 and 0.5
+  disagree on some images), so its accuracy is the argmax one; the ROC AUC is unchanged."""
+  frame = pd.read_csv(runs["alpha"] / "predictions_test.csv").sort_values("index")
+  labels, argmax = frame["label"].to_numpy(), frame["pred_argmax"].to_numpy()
+  assert np.any(argmax != frame["pred_threshold"].to_numpy())
+  own = _compare(runs, "alpha", "beta")
+  both = compare.compare_runs([compare.load_run(runs["alpha"], "alpha", argmax=True),
+                               compare.load_run(runs["beta"], "beta")], samples=200)
+  alpha = next(entry for entry in both["runs"] if entry["label"] == "alpha")
+  assert alpha["decision_rule"] == "argmax"
+  assert alpha["metrics"]["accuracy"] == pytest.approx(np.mean(argmax == labels), abs=1e-12)
+  assert alpha["metrics"]["accuracy"] != pytest.approx(_accuracy_by_hand(runs["alpha"]))
+  assert both["pairs"][0]["differences"]["roc_auc"]["difference"] == pytest.approx(
+      own["pairs"][0]["differences"]["roc_auc"]["difference"], abs=1e-12)
+  assert "Decisions: argmax for every run." in compare.to_markdown(both)
+  assert "Decisions: each run's own rule." in compare.to_markdown(own)
+  done = _cli(runs["alpha"], runs["beta"], "--decision=argmax", "--bootstrap_samples=20")
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "| alpha | resnet | " in done.stdout and "| argmax |" in done.stdout
+  assert "threshold" not in done.stdout.split("## Pairs")[0].split("Decisions:")[1]
+
+
 def _cli(*args):
   return subprocess.run([sys.executable, "-m", "jaxray.compare", *map(str, args)],
                         capture_output=True, text=True, timeout=300)
