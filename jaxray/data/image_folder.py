@@ -26,7 +26,6 @@ import os
 import pathlib
 import re
 
-
 from jaxray.data import table
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """\

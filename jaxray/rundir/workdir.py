@@ -12,6 +12,7 @@ import ml_collections
 
 from jaxray import jsonfile
 
+
 def is_chief() -> bool:
   return jax.process_index() == 0
 
