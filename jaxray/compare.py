@@ -11,7 +11,8 @@ exact test on the decisions and DeLong's test on the ROC AUCs (binary tasks), Ho
 the pairs when there are more than two runs. Runs of one experiment (seeds) are also summarised
 by their mean, standard deviation and range: the spread a new seed alone brings. Decisions are
 each run's own rule (its val threshold where it chose one, else argmax); --decision=argmax puts
-every run at argmax, to test a claim a paper made on argmax figures.
+every run at argmax (0.5 per finding for multi-label runs), to test a claim a paper made on
+argmax figures.
 
 Runs tested on different test sets (their split hashes differ) are refused: their numbers cannot
 be paired. Writes Markdown to stdout, and with --out comparison.md, comparison.json (every
@@ -50,8 +51,9 @@ flags.DEFINE_string("split", "test", "Which saved predictions to compare: test, 
                     "set as extra_NAME (dataset.extra_tests).")
 flags.DEFINE_enum("decision", "own", ["own", "argmax"], "Which decisions the accuracy, "
                   "sensitivity, specificity, F1 and McNemar's test use: each run's own rule (its "
-                  "val threshold where it chose one, else argmax), or argmax for every run, as "
-                  "a paper that reports argmax figures did.")
+                  "val threshold where it chose one, else argmax), or argmax for every run (0.5 "
+                  "per finding for multi-label runs), as a paper that reports argmax figures "
+                  "did.")
 FLAGS = flags.FLAGS
 
 PREDICTIONS = "predictions_test.csv"
@@ -146,16 +148,19 @@ def load_run(path, label: Optional[str] = None, split: str = "test",
     raise ValueError(f"{results_path} names test split {record['split_hash']} but {csv_path} "
                      f"holds split {split_hash}: the two files come from different evaluations.")
   if multilabel:  # labels (N, K): 1, 0, -1 where the file leaves it empty (unknown)
+    probabilities = frame[[f"prob_{n}" for n in class_names]].to_numpy(np.float64)
+    # A sigmoid's own decision, the multi-label counterpart of argmax, is 0.5 per finding.
+    decisions = ((probabilities >= 0.5).astype(np.int64) if argmax
+                 else frame[[f"pred_{n}" for n in class_names]].to_numpy(np.int64))
     return Run(
         label=label or run_labels([path])[0], path=path, results=results,
         class_names=class_names, split_hash=split_hash,
         index=frame["index"].to_numpy(np.int64),
         labels=frame[[f"label_{n}" for n in class_names]].fillna(-1).to_numpy(np.int64),
-        probabilities=frame[[f"prob_{n}" for n in class_names]].to_numpy(np.float64),
-        decisions=frame[[f"pred_{n}" for n in class_names]].to_numpy(np.int64),
+        probabilities=probabilities, decisions=decisions,
         patient_ids=(frame["patient_id"].to_numpy(str) if "patient_id" in frame
                      else np.full(len(frame), "")),
-        decision_rule="val threshold per finding",
+        decision_rule="0.5 per finding" if argmax else "val threshold per finding",
         file_names=(frame["file_name"].to_numpy(str) if "file_name" in frame
                     else frame["index"].to_numpy(str)))
   thresholded = "pred_threshold" in frame and not argmax
@@ -505,7 +510,9 @@ def to_markdown(comparison: dict) -> str:
   positive = (f" (positive: {comparison['positive_class']})" if comparison["positive_class"]
               else "")
   rules = {run["decision_rule"] for run in comparison["runs"]}
-  decisions = "argmax for every run" if rules == {"argmax"} else "each run's own rule"
+  shared_rule = rules.pop() if len(rules) == 1 else None
+  decisions = (f"{shared_rule} for every run" if shared_rule in ("argmax", "0.5 per finding")
+               else "each run's own rule")
   lines = [
       f"# Comparison of {len(comparison['runs'])} runs",
       "",

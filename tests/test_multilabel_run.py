@@ -113,6 +113,13 @@ def test_compare_gives_per_finding_delong(finished, tmp_path):
   assert 0 <= tests["Effusion"]["p_value"] <= 1 and "p_holm" in tests["Effusion"]
   assert tests["Mass"]["difference"] == 0 and tests["Mass"]["p_value"] == 1
   assert "Per finding" in compare.to_markdown(comparison)
+  # Asked for argmax, a multi-label run decides at a sigmoid's own 0.5 instead of its val
+  # thresholds.
+  at_half = compare.load_run(workdir, argmax=True)
+  assert at_half.decision_rule == "0.5 per finding"
+  np.testing.assert_array_equal(at_half.decisions, at_half.probabilities >= 0.5)
+  both = compare.compare_runs([at_half, compare.load_run(other, argmax=True)], samples=50)
+  assert "Decisions: 0.5 per finding for every run." in compare.to_markdown(both)
 
 
 def test_predict_prints_every_finding(finished, table, tmp_path):
