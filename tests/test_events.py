@@ -25,7 +25,10 @@ def tiny_config(prepared_dir, num_epochs):
   config_lib.apply_overrides(config, [
       "input.image_size=32", "input.batch_size=64", "input.eval_batch_size=128",
       f"dataset.prepared_dir={prepared_dir}", "evaluation.bootstrap_samples=50",
-      "evaluation.tsne_max_train=64", f"num_epochs={num_epochs}"])
+      "evaluation.tsne_max_train=64", f"num_epochs={num_epochs}",
+      # the figures these tests read back, and no others
+      "evaluation.evaluators=('classification', 'curves', 'confusion_matrix', 'roc', "
+      "'failure_cases', 'tsne')"])
   return config
 
 
