@@ -1,4 +1,4 @@
-"""python -m jaxray.compare RUN_DIR RUN_DIR ... [--out=DIR] [--decision=argmax]
+"""python -m jaxray.compare RUN_DIR RUN_DIR ... [--out=DIR] [--sort_by=accuracy] [--decision=argmax]
 
 Is one run better than another, or did it meet a luckier test set? Each run's own intervals
 (results.json) answer the wrong question: two runs scored on the same test images err on many of
